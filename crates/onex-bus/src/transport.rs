@@ -1,0 +1,114 @@
+//! The transport seam: what a backend provides under the one consumer engine.
+//!
+//! A transport moves records and offsets. It never retries handlers, writes DLQ records or
+//! decides what to commit: that is the [`crate::engine`]'s job, the same for every backend.
+//! A new backend is a [`Transport`] + [`TransportConsumer`] and a line in the conformance
+//! suite.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use onex_core::{HealthStatus, Receipt, Record, Result, StartFrom, TopicAdmin};
+
+/// A record to append.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProduceRecord {
+    /// Key; with no explicit partition, murmur2(key) picks the partition.
+    pub key: Option<Bytes>,
+    /// Value and headers.
+    pub record: Record,
+    /// Explicit partition.
+    pub partition: Option<u32>,
+}
+
+impl ProduceRecord {
+    /// A record routed by its key.
+    pub fn new(record: Record) -> Self {
+        ProduceRecord { key: record.key.clone(), record, partition: None }
+    }
+}
+
+/// A record read from a partition.
+#[derive(Debug, Clone)]
+pub struct ConsumedRecord {
+    /// Topic.
+    pub topic: Arc<str>,
+    /// Partition.
+    pub partition: u32,
+    /// Offset.
+    pub offset: u64,
+    /// Append time.
+    pub timestamp: DateTime<Utc>,
+    /// Key, value, headers: exactly as produced.
+    pub record: Record,
+}
+
+/// What a poll returned.
+#[derive(Debug)]
+pub enum PollEvent {
+    /// Records, in offset order per partition.
+    Records(Vec<ConsumedRecord>),
+    /// These partitions are now owned; reading starts at the group's committed offset
+    /// (or per [`StartFrom`] when there is none).
+    Assigned(Vec<u32>),
+    /// These partitions are being taken away. The transport delivers no more records of
+    /// them and keeps them owned until the engine calls
+    /// [`TransportConsumer::revoke_complete`], after committing what it finished.
+    Revoked(Vec<u32>),
+    /// Nothing within the timeout.
+    Idle,
+}
+
+/// What a backend can do; the conformance suite checks each flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransportFeatures {
+    /// Records survive a restart of the process.
+    pub persistent: bool,
+    /// Several processes can share topics and groups.
+    pub multi_process: bool,
+}
+
+/// A backend: topics with partitions, append, group consumers, admin.
+#[async_trait]
+pub trait Transport: Send + Sync + 'static {
+    /// `memory`, `sqlite`, `kafka`, `redpanda`.
+    fn backend(&self) -> &'static str;
+    /// Capabilities.
+    fn features(&self) -> TransportFeatures;
+    /// Appends records to `topic`, returning once they are acknowledged (memory: appended;
+    /// sqlite: committed; kafka: `acks=all`). Receipts are in input order. An unknown topic
+    /// is [`onex_core::Error::NotFound`]; an oversize record is [`onex_core::Error::TooLarge`]
+    /// and nothing of the batch is written.
+    async fn produce(&self, topic: &str, records: Vec<ProduceRecord>) -> Result<Vec<Receipt>>;
+    /// Joins `group` on `topic`. The first poll returns the initial assignment.
+    async fn consumer(&self, group: &str, topic: &str, start: StartFrom) -> Result<Box<dyn TransportConsumer>>;
+    /// Topic administration.
+    fn admin(&self) -> &dyn TopicAdmin;
+    /// A cheap round trip to the backend.
+    async fn health(&self) -> Result<HealthStatus>;
+    /// Committed offset (next offset to read) of `group` on a partition, if any.
+    async fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>>;
+    /// Flushes and releases resources.
+    async fn close(&self) -> Result<()>;
+}
+
+/// One group member on one topic.
+#[async_trait]
+pub trait TransportConsumer: Send {
+    /// Waits up to `timeout` for at most `max` records or an assignment change.
+    async fn poll(&mut self, max: usize, timeout: Duration) -> Result<PollEvent>;
+    /// Commits, per partition, the next offset to read. Partitions no longer owned are
+    /// refused with [`onex_core::Error::InvalidState`] (the engine never sends them).
+    async fn commit(&mut self, offsets: &[(u32, u64)]) -> Result<()>;
+    /// Moves the read position of an owned partition.
+    async fn seek(&mut self, partition: u32, offset: u64) -> Result<()>;
+    /// Owned partitions.
+    fn assignment(&self) -> Vec<u32>;
+    /// Acknowledges a [`PollEvent::Revoked`]: the partitions may go to another member.
+    async fn revoke_complete(&mut self, partitions: &[u32]) -> Result<()>;
+    /// Leaves the group (after the engine committed).
+    async fn close(self: Box<Self>) -> Result<()>;
+}

@@ -1,0 +1,279 @@
+//! Envelope ⇄ record, CloudEvents 1.0 binary mode; decoding also reads structured mode and
+//! plain JSON from producers that are not onex. Decoding never panics.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{Envelope, Metadata, JSON_CONTENT_TYPE};
+use crate::record::{Headers, Record};
+use crate::{Error, Result};
+
+/// Content type of a CloudEvents structured-mode record.
+pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
+
+/// Header names of the binary-mode wire format (DESIGN §2.1).
+pub mod headers {
+    /// `1.0`.
+    pub const SPECVERSION: &str = "ce_specversion";
+    /// envelope_id.
+    pub const ID: &str = "ce_id";
+    /// source.
+    pub const SOURCE: &str = "ce_source";
+    /// event_type.
+    pub const TYPE: &str = "ce_type";
+    /// timestamp, RFC 3339.
+    pub const TIME: &str = "ce_time";
+    /// content_type.
+    pub const CONTENT_TYPE: &str = "content-type";
+    /// correlation_id.
+    pub const CORRELATION_ID: &str = "ce_correlationid";
+    /// causation_id.
+    pub const CAUSATION_ID: &str = "ce_causationid";
+    /// partition_key.
+    pub const PARTITION_KEY: &str = "ce_partitionkey";
+    /// schema_version.
+    pub const DATASCHEMA: &str = "ce_dataschema";
+    /// W3C trace parent.
+    pub const TRACEPARENT: &str = "traceparent";
+    /// W3C trace state.
+    pub const TRACESTATE: &str = "tracestate";
+    /// retry_count (only when > 0).
+    pub const RETRY_COUNT: &str = "ce_retrycount";
+    /// tags, a JSON object (only when there are tags).
+    pub const TAGS: &str = "ce_tags";
+    /// Event type of a plain-JSON record from a producer that is not onex.
+    pub const PLAIN_EVENT_TYPE: &str = "event_type";
+
+    /// Every name the codec owns; user headers with these names are not allowed.
+    pub const RESERVED: [&str; 14] =
+        [SPECVERSION, ID, SOURCE, TYPE, TIME, CONTENT_TYPE, CORRELATION_ID, CAUSATION_ID, PARTITION_KEY, DATASCHEMA, TRACEPARENT, TRACESTATE, RETRY_COUNT, TAGS];
+}
+
+use headers as h;
+
+fn uuid_bytes(id: &Uuid) -> Bytes {
+    let mut buf = [0u8; 36];
+    Bytes::copy_from_slice(id.hyphenated().encode_lower(&mut buf).as_bytes())
+}
+
+/// Encodes an envelope as a binary-mode record: value = payload bytes, attributes in `ce_` headers.
+pub fn encode_record(env: &Envelope) -> Record {
+    let mut hs = Headers::with_capacity(8 + env.metadata.headers.len());
+    hs.push(h::SPECVERSION, Bytes::from_static(b"1.0"));
+    hs.push(h::ID, uuid_bytes(&env.envelope_id));
+    hs.push(h::SOURCE, Bytes::copy_from_slice(env.source.as_bytes()));
+    hs.push(h::TYPE, Bytes::copy_from_slice(env.event_type.as_bytes()));
+    hs.push(h::TIME, Bytes::from(env.timestamp.to_rfc3339_opts(SecondsFormat::AutoSi, true)));
+    hs.push(h::CONTENT_TYPE, Bytes::copy_from_slice(env.content_type.as_bytes()));
+    hs.push(h::CORRELATION_ID, uuid_bytes(&env.correlation_id));
+    if let Some(c) = &env.causation_id {
+        hs.push(h::CAUSATION_ID, uuid_bytes(c));
+    }
+    if let Some(k) = &env.partition_key {
+        hs.push(h::PARTITION_KEY, Bytes::copy_from_slice(k.as_bytes()));
+    }
+    if let Some(s) = &env.schema_version {
+        hs.push(h::DATASCHEMA, Bytes::copy_from_slice(s.as_bytes()));
+    }
+    if let Some(t) = &env.metadata.traceparent {
+        hs.push(h::TRACEPARENT, Bytes::copy_from_slice(t.as_bytes()));
+    }
+    if let Some(t) = &env.metadata.tracestate {
+        hs.push(h::TRACESTATE, Bytes::copy_from_slice(t.as_bytes()));
+    }
+    if env.retry_count > 0 {
+        hs.push(h::RETRY_COUNT, Bytes::from(env.retry_count.to_string()));
+    }
+    if !env.metadata.tags.is_empty() {
+        hs.push(h::TAGS, Bytes::from(serde_json::to_vec(&env.metadata.tags).unwrap_or_default()));
+    }
+    for (k, v) in &env.metadata.headers {
+        hs.push(k.clone(), Bytes::copy_from_slice(v.as_bytes()));
+    }
+    Record { key: env.partition_key.as_ref().map(|k| Bytes::copy_from_slice(k.as_bytes())), value: env.payload.clone(), headers: hs }
+}
+
+/// Decodes a record read from `topic`: binary mode when `ce_specversion` or `ce_id` is
+/// present, structured mode when `content-type` is `application/cloudevents+json`, and
+/// otherwise a plain JSON value (wrapped: new id, type from the `event_type` header or the
+/// topic name). Anything else is [`Error::Decode`].
+pub fn decode_record(rec: &Record, topic: &str) -> Result<Envelope> {
+    let content_type = rec.headers.get_str(h::CONTENT_TYPE);
+    if rec.headers.get(h::SPECVERSION).is_some() || rec.headers.get(h::ID).is_some() {
+        decode_binary(rec)
+    } else if content_type.is_some_and(|ct| ct.trim().to_ascii_lowercase().starts_with(STRUCTURED_CONTENT_TYPE)) {
+        decode_structured(rec)
+    } else {
+        decode_plain(rec, topic)
+    }
+}
+
+fn text(name: &str, v: &Bytes) -> Result<String> {
+    std::str::from_utf8(v).map(str::to_string).map_err(|_| Error::decode(format!("header {name} is not UTF-8")))
+}
+
+fn parse_uuid(name: &str, v: &[u8]) -> Result<Uuid> {
+    Uuid::try_parse_ascii(v).map_err(|e| Error::decode(format!("header {name} is not a UUID ({e}): {:?}", String::from_utf8_lossy(v))))
+}
+
+fn parse_time(name: &str, v: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(v).map(|t| t.with_timezone(&Utc)).map_err(|e| Error::decode(format!("{name} is not an RFC 3339 time ({e}): {v:?}")))
+}
+
+fn decode_binary(rec: &Record) -> Result<Envelope> {
+    let mut id = None;
+    let mut source = None;
+    let mut event_type = None;
+    let mut time = None;
+    let mut content_type = None;
+    let mut correlation = None;
+    let mut causation = None;
+    let mut partition_key = None;
+    let mut schema = None;
+    let mut meta = Metadata::default();
+    let mut retry_count = 0u32;
+    for (name, value) in rec.headers.iter() {
+        match name {
+            h::SPECVERSION => {
+                if value.as_ref() != b"1.0" {
+                    return Err(Error::decode(format!("unsupported CloudEvents specversion {:?}", String::from_utf8_lossy(value))));
+                }
+            }
+            h::ID => id = Some(parse_uuid(name, value)?),
+            h::SOURCE => source = Some(text(name, value)?),
+            h::TYPE => event_type = Some(text(name, value)?),
+            h::TIME => time = Some(parse_time(name, &text(name, value)?)?),
+            h::CONTENT_TYPE => content_type = Some(text(name, value)?),
+            h::CORRELATION_ID => correlation = Some(parse_uuid(name, value)?),
+            h::CAUSATION_ID => causation = Some(parse_uuid(name, value)?),
+            h::PARTITION_KEY => partition_key = Some(text(name, value)?),
+            h::DATASCHEMA => schema = Some(text(name, value)?),
+            h::TRACEPARENT => meta.traceparent = Some(text(name, value)?),
+            h::TRACESTATE => meta.tracestate = Some(text(name, value)?),
+            h::RETRY_COUNT => {
+                retry_count = text(name, value)?.parse().map_err(|_| Error::decode(format!("{name} is not a number")))?;
+            }
+            h::TAGS => {
+                meta.tags = serde_json::from_slice(value).map_err(|e| Error::decode(format!("{name} is not a JSON object of strings: {e}")))?;
+            }
+            other => {
+                meta.headers.insert(other.to_string(), String::from_utf8_lossy(value).into_owned());
+            }
+        }
+    }
+    let event_type = event_type.filter(|t| !t.is_empty()).ok_or_else(|| Error::decode("binary-mode record has no ce_type header"))?;
+    let id = id.ok_or_else(|| Error::decode("binary-mode record has no ce_id header"))?;
+    Ok(Envelope {
+        envelope_id: id,
+        event_type,
+        source: source.unwrap_or_default(),
+        timestamp: time.unwrap_or_else(Utc::now),
+        correlation_id: correlation.unwrap_or(id),
+        causation_id: causation,
+        partition_key,
+        schema_version: schema,
+        content_type: content_type.unwrap_or_else(|| JSON_CONTENT_TYPE.to_string()),
+        payload: rec.value.clone(),
+        metadata: meta,
+        retry_count,
+    })
+}
+
+#[derive(Deserialize)]
+struct Structured<'a> {
+    specversion: Option<String>,
+    id: String,
+    source: Option<String>,
+    #[serde(rename = "type")]
+    event_type: String,
+    time: Option<String>,
+    datacontenttype: Option<String>,
+    dataschema: Option<String>,
+    #[serde(borrow)]
+    data: Option<&'a serde_json::value::RawValue>,
+    data_base64: Option<String>,
+    correlationid: Option<String>,
+    causationid: Option<String>,
+    partitionkey: Option<String>,
+    traceparent: Option<String>,
+    tracestate: Option<String>,
+    retrycount: Option<serde_json::Value>,
+    #[serde(flatten)]
+    extensions: BTreeMap<String, serde_json::Value>,
+}
+
+fn decode_structured(rec: &Record) -> Result<Envelope> {
+    use base64::Engine;
+    let s: Structured<'_> = serde_json::from_slice(&rec.value).map_err(|e| Error::decode(format!("structured-mode CloudEvent is not valid: {e}")))?;
+    if let Some(v) = &s.specversion {
+        if v != "1.0" {
+            return Err(Error::decode(format!("unsupported CloudEvents specversion {v:?}")));
+        }
+    }
+    let id = parse_uuid("id", s.id.as_bytes()).unwrap_or_else(|_| Uuid::new_v5(&Uuid::NAMESPACE_OID, s.id.as_bytes()));
+    let payload = match (s.data, s.data_base64) {
+        (_, Some(b64)) => Bytes::from(base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| Error::decode(format!("data_base64 is not base64: {e}")))?),
+        (Some(raw), None) => Bytes::copy_from_slice(raw.get().as_bytes()),
+        (None, None) => Bytes::from_static(b"null"),
+    };
+    let mut meta = Metadata { traceparent: s.traceparent, tracestate: s.tracestate, ..Metadata::default() };
+    for (k, v) in s.extensions {
+        if k == "tags" {
+            meta.tags = serde_json::from_value(v).map_err(|e| Error::decode(format!("tags is not an object of strings: {e}")))?;
+        } else {
+            meta.headers.insert(k, v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+        }
+    }
+    if s.event_type.is_empty() {
+        return Err(Error::decode("structured-mode CloudEvent has an empty type"));
+    }
+    Ok(Envelope {
+        envelope_id: id,
+        event_type: s.event_type,
+        source: s.source.unwrap_or_default(),
+        timestamp: s.time.as_deref().map(|t| parse_time("time", t)).transpose()?.unwrap_or_else(Utc::now),
+        correlation_id: s.correlationid.as_deref().map(|c| parse_uuid("correlationid", c.as_bytes())).transpose()?.unwrap_or(id),
+        causation_id: s.causationid.as_deref().map(|c| parse_uuid("causationid", c.as_bytes())).transpose()?,
+        partition_key: s.partitionkey,
+        schema_version: s.dataschema,
+        content_type: s.datacontenttype.unwrap_or_else(|| JSON_CONTENT_TYPE.to_string()),
+        payload,
+        metadata: meta,
+        retry_count: match s.retrycount {
+            None => 0,
+            Some(v) => v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).and_then(|n| u32::try_from(n).ok()).ok_or_else(|| Error::decode("retrycount is not a number"))?,
+        },
+    })
+}
+
+fn decode_plain(rec: &Record, topic: &str) -> Result<Envelope> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(&rec.value).map_err(|e| {
+        Error::decode(format!("record on {topic} has no CloudEvents headers and its value is not JSON ({e}); {} bytes", rec.value.len()))
+    })?;
+    let event_type = rec.headers.get_str(h::PLAIN_EVENT_TYPE).filter(|t| !t.is_empty()).unwrap_or(topic).to_string();
+    let mut env = Envelope::unchecked(event_type, rec.value.clone());
+    env.source = topic.to_string();
+    if let Some(c) = rec.headers.get("x-correlation-id").and_then(|v| Uuid::try_parse_ascii(v).ok()) {
+        env.correlation_id = c;
+    }
+    env.partition_key = rec.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned());
+    for (k, v) in rec.headers.iter() {
+        match k {
+            h::TRACEPARENT => env.metadata.traceparent = Some(String::from_utf8_lossy(v).into_owned()),
+            h::TRACESTATE => env.metadata.tracestate = Some(String::from_utf8_lossy(v).into_owned()),
+            h::CONTENT_TYPE => env.content_type = String::from_utf8_lossy(v).into_owned(),
+            h::PLAIN_EVENT_TYPE => {}
+            other => {
+                env.metadata.headers.insert(other.to_string(), String::from_utf8_lossy(v).into_owned());
+            }
+        }
+    }
+    Ok(env)
+}
+
+#[cfg(test)]
+mod tests;

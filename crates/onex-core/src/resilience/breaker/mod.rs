@@ -1,0 +1,5 @@
+//! Circuit breaker.
+
+mod config;
+
+pub use config::BreakerConfig;
