@@ -1,1 +1,5 @@
+//! The `onex` binary.
+
+mod bench;
+
 fn main() {}

@@ -49,7 +49,7 @@ pub use idempotency::{ClaimOutcome, IdempotencyStore};
 pub use provider::{EventBusProvider, DEFAULT_BUS_URL};
 pub use publisher::{EventPublisher, EventPublisherExt, PublishOptions, PublisherMetrics};
 pub use record::{Headers, Record};
-pub use schema::{CompatibilityMode, CompatibilityReport, SchemaInfo, SchemaRegistry, SchemaType, VersionSpec};
+pub use schema::{CompatibilityMode, CompatibilityReport, PayloadValidator, SchemaInfo, SchemaRegistry, SchemaType, VersionSpec};
 pub use secret::Secret;
 
 #[cfg(test)]

@@ -112,3 +112,13 @@ pub trait SchemaRegistry: Send + Sync {
     /// Deletes one version (soft, or permanent after soft).
     async fn delete_version(&self, subject: &str, version: u32, permanent: bool) -> Result<u32>;
 }
+
+/// The publisher's pre-publish validation hook (and the consumer's opt-in check on receipt).
+/// The schema registry implements it for subject `{topic}-value`.
+#[async_trait]
+pub trait PayloadValidator: Send + Sync {
+    /// Validates a payload about to be published to (or received from) `topic`. `Ok` when
+    /// no schema is registered for the topic; [`Error::Schema`] with every violation when
+    /// the payload does not conform.
+    async fn validate_payload(&self, topic: &str, payload: &[u8]) -> Result<()>;
+}

@@ -1,0 +1,113 @@
+//! What every benchmark scenario prints (DESIGN §8).
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Latencies of one side of a scenario, in microseconds.
+#[derive(Debug)]
+pub struct Latencies(Histogram<u64>);
+
+impl Default for Latencies {
+    fn default() -> Self {
+        Latencies(Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds"))
+    }
+}
+
+impl Latencies {
+    /// Records one latency.
+    pub fn record(&mut self, d: Duration) {
+        let us = (d.as_micros() as u64).clamp(1, 600_000_000);
+        let _ = self.0.record(us);
+    }
+
+    /// Merges another recorder.
+    pub fn merge(&mut self, other: &Latencies) {
+        let _ = self.0.add(&other.0);
+    }
+
+    fn quantile_ms(&self, q: f64) -> f64 {
+        if self.0.is_empty() {
+            return 0.0;
+        }
+        self.0.value_at_quantile(q) as f64 / 1000.0
+    }
+}
+
+/// One side (ours or the baseline) of a scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct Side {
+    /// What was measured.
+    pub what: String,
+    /// Operations completed.
+    pub count: u64,
+    /// Wall time in seconds.
+    pub elapsed_s: f64,
+    /// Operations per second.
+    pub throughput: f64,
+    /// `msg/s` or `req/s`.
+    pub unit: &'static str,
+    /// Median latency in ms.
+    pub p50_ms: f64,
+    /// 99th percentile latency in ms.
+    pub p99_ms: f64,
+}
+
+impl Side {
+    /// A side from a count, the elapsed time and its latencies.
+    pub fn new(what: impl Into<String>, count: u64, elapsed: Duration, unit: &'static str, lat: &Latencies) -> Self {
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        Side {
+            what: what.into(),
+            count,
+            elapsed_s: secs,
+            throughput: count as f64 / secs,
+            unit,
+            p50_ms: lat.quantile_ms(0.5),
+            p99_ms: lat.quantile_ms(0.99),
+        }
+    }
+}
+
+/// One scenario: ours against the raw baseline measured in the same run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioReport {
+    /// Scenario name (`bus-memory`, `bus-sqlite/pipelined`, `http/c64`, …).
+    pub scenario: String,
+    /// Our path.
+    pub ours: Side,
+    /// The raw baseline.
+    pub baseline: Side,
+    /// ours.throughput / baseline.throughput.
+    pub ratio: f64,
+    /// The ratio the issue asks for.
+    pub target: f64,
+    /// Free-form facts (payload size, partitions, concurrency).
+    pub params: serde_json::Value,
+}
+
+impl ScenarioReport {
+    /// Builds a report, computing the ratio.
+    pub fn new(scenario: impl Into<String>, ours: Side, baseline: Side, target: f64, params: serde_json::Value) -> Self {
+        let ratio = if baseline.throughput > 0.0 { ours.throughput / baseline.throughput } else { 0.0 };
+        ScenarioReport { scenario: scenario.into(), ours, baseline, ratio, target, params }
+    }
+
+    /// Prints the report: one JSON object per line with `json`, a readable block otherwise.
+    pub fn print(&self, json: bool) {
+        if json {
+            println!("{}", serde_json::to_string(self).expect("report serializes"));
+        } else {
+            let verdict = if self.ratio >= self.target { "meets" } else { "BELOW" };
+            println!("{}  ({})", self.scenario, self.params);
+            for (name, s) in [("ours", &self.ours), ("baseline", &self.baseline)] {
+                println!(
+                    "  {name:<9} {:>12.0} {}  p50 {:>8.3} ms  p99 {:>8.3} ms  ({} in {:.2} s: {})",
+                    s.throughput, s.unit, s.p50_ms, s.p99_ms, s.count, s.elapsed_s, s.what
+                );
+            }
+            println!("  ratio     {:.3} (target {:.2}: {verdict})", self.ratio, self.target);
+        }
+    }
+}
