@@ -39,3 +39,42 @@ impl Default for BreakerConfig {
         }
     }
 }
+
+impl BreakerConfig {
+    /// A disabled breaker: every call passes.
+    pub fn disabled() -> Self {
+        BreakerConfig { enabled: false, ..Default::default() }
+    }
+
+    /// Checks the parameters of an enabled breaker (a disabled one is not checked: its
+    /// settings are unused). The error names the field, its value and what to set instead.
+    pub fn validate(&self) -> crate::Result<()> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let invalid = |field: &str, value: String, fix: &str| {
+            Err(crate::Error::config(format!("circuit breaker: {field} = {value} is invalid; {fix}")).with("field", field))
+        };
+        if self.failure_threshold == 0 {
+            return invalid("failure_threshold", "0".into(), "use at least 1 consecutive failure (default 5), or enabled = false");
+        }
+        if self.half_open_probes == 0 {
+            return invalid("half_open_probes", "0".into(), "at least 1 probe must be let through to ever close again (default 1)");
+        }
+        if self.reset_timeout.is_zero() {
+            return invalid("reset_timeout", "0s".into(), "use a positive time to stay open before probing (default 30000 ms)");
+        }
+        if let Some(rate) = self.failure_rate {
+            if !(rate > 0.0 && rate <= 1.0) {
+                return invalid("failure_rate", rate.to_string(), "use a share in (0, 1], e.g. 0.5 for 50 %, or leave it unset");
+            }
+            if self.rate_window.is_zero() {
+                return invalid("rate_window", "0s".into(), "the failure-rate trip needs a positive window (default 60000 ms)");
+            }
+            if self.rate_min_calls == 0 {
+                return invalid("rate_min_calls", "0".into(), "the failure-rate trip needs at least 1 call in the window (default 20)");
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,249 @@
+use std::future::Future;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use super::policy::{RetryDecision, RetryPolicy, StopReason};
+use crate::{Error, Result};
+
+/// Runs an async operation under a validated [`RetryPolicy`].
+///
+/// ```
+/// use onex_core::{Error, resilience::{Retry, RetryPolicy}};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> onex_core::Result<()> {
+/// tokio::time::pause(); // the doc test does not want to wait for the backoff
+/// let retry = Retry::new(RetryPolicy::default())?;
+/// let outcome = retry
+///     .run(|attempt| async move { if attempt < 3 { Err(Error::unavailable("503")) } else { Ok(attempt) } }, |err, _| err.is_retryable())
+///     .await;
+/// assert_eq!(outcome.result?, 3);
+/// assert_eq!((outcome.stats.attempts, outcome.stats.retries), (3, 2));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Retry {
+    policy: RetryPolicy,
+}
+
+/// What a [`Retry::run`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryStats {
+    /// Attempts made (the first one included).
+    pub attempts: u32,
+    /// Retries made (`attempts - 1`).
+    pub retries: u32,
+    /// Time from the start of the first attempt to the end of the last.
+    #[serde(with = "crate::util::duration_ms")]
+    pub elapsed: Duration,
+    /// Total time slept between attempts.
+    #[serde(with = "crate::util::duration_ms")]
+    pub waited: Duration,
+    /// Why the loop ended.
+    pub stop: StopReason,
+}
+
+/// The result of the last attempt, and the statistics of the run.
+#[derive(Debug)]
+pub struct RetryOutcome<T> {
+    /// The last attempt's result.
+    pub result: Result<T>,
+    /// What happened.
+    pub stats: RetryStats,
+}
+
+impl Retry {
+    /// A retry executor; the policy is validated ([`RetryPolicy::validate`]).
+    pub fn new(policy: RetryPolicy) -> Result<Self> {
+        policy.validate()?;
+        Ok(Retry { policy })
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
+    /// Calls `operation(attempt)` (attempt counts from 1) until it succeeds or retrying stops.
+    ///
+    /// After a failure, `may_retry(&err, attempt)` says whether this error may be retried at all
+    /// (retryable kind, idempotency); then the policy decides: stop after `max_retries` retries,
+    /// stop when the next wait would pass `max_elapsed` since the first attempt, otherwise wait
+    /// `Retry-After` when the error carries one, else the jittered backoff. Sleeps use
+    /// `tokio::time`, so tests run on a paused clock.
+    pub async fn run<T, F, Fut, P>(&self, mut operation: F, mut may_retry: P) -> RetryOutcome<T>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T>>,
+        P: FnMut(&Error, u32) -> bool,
+    {
+        let started = Instant::now();
+        let mut waited = Duration::ZERO;
+        let mut attempt = 1;
+        loop {
+            let result = operation(attempt).await;
+            let stop = match &result {
+                Ok(_) => Some(StopReason::Succeeded),
+                Err(err) if !may_retry(err, attempt) => Some(StopReason::NotRetryable),
+                Err(err) => match self.policy.decide(attempt - 1, started.elapsed(), err) {
+                    RetryDecision::Stop(reason) => Some(reason),
+                    RetryDecision::Wait(wait) => {
+                        tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, error = %err.report(), "retrying after failure");
+                        tokio::time::sleep(wait).await;
+                        waited += wait;
+                        None
+                    }
+                },
+            };
+            if let Some(stop) = stop {
+                let stats = RetryStats { attempts: attempt, retries: attempt - 1, elapsed: started.elapsed(), waited, stop };
+                return RetryOutcome { result, stats };
+            }
+            attempt += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    fn fixed(max_retries: u32) -> RetryPolicy {
+        RetryPolicy { max_retries, jitter: false, ..Default::default() }
+    }
+
+    #[test]
+    fn new_validates_the_policy() {
+        let err = Retry::new(RetryPolicy { multiplier: 0.0, ..Default::default() }).unwrap_err();
+        assert!(err.to_string().contains("multiplier"), "{err}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn makes_exactly_max_retries_retries() {
+        let calls = AtomicU32::new(0);
+        let retry = Retry::new(fixed(3)).unwrap();
+        let outcome = retry
+            .run(
+                |_| async {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    Err::<(), _>(Error::unavailable("down"))
+                },
+                |e, _| e.is_retryable(),
+            )
+            .await;
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+        assert_eq!((outcome.stats.attempts, outcome.stats.retries, outcome.stats.stop), (4, 3, StopReason::MaxRetries));
+        assert_eq!(outcome.stats.waited, Duration::from_millis(100 + 200 + 400));
+        assert_eq!(outcome.result.unwrap_err().kind(), crate::ErrorKind::Unavailable);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn zero_retries_means_one_attempt() {
+        let outcome =
+            Retry::new(RetryPolicy::none()).unwrap().run(|_| async { Err::<(), _>(Error::connection("refused")) }, |_, _| true).await;
+        assert_eq!((outcome.stats.attempts, outcome.stats.stop), (1, StopReason::MaxRetries));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stops_on_non_retryable_errors_at_once() {
+        let outcome =
+            Retry::new(fixed(5)).unwrap().run(|_| async { Err::<(), _>(Error::rejected("bad input")) }, |e, _| e.is_retryable()).await;
+        assert_eq!((outcome.stats.attempts, outcome.stats.stop), (1, StopReason::NotRetryable));
+        assert_eq!(outcome.stats.elapsed, Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn succeeds_after_transient_failures() {
+        let outcome = Retry::new(fixed(5))
+            .unwrap()
+            .run(
+                |attempt| async move {
+                    if attempt <= 2 {
+                        Err(Error::timeout("slow", Duration::from_secs(1)))
+                    } else {
+                        Ok("ok")
+                    }
+                },
+                |e, _| e.is_retryable(),
+            )
+            .await;
+        assert_eq!(outcome.result.unwrap(), "ok");
+        assert_eq!((outcome.stats.attempts, outcome.stats.retries, outcome.stats.stop), (3, 2, StopReason::Succeeded));
+        assert_eq!(outcome.stats.elapsed, Duration::from_millis(300), "paused clock: exactly the two backoffs");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stops_when_the_next_wait_would_pass_max_elapsed() {
+        // Each attempt takes 1 s; waits 100, 200, 400 ms. Budget 2.5 s: attempt 1 ends at 1 s,
+        // +100 ms wait -> attempt 2 ends at 2.1 s, +200 ms would end at 2.3 s (ok) -> attempt 3
+        // ends at 3.3 s; the next wait would pass 2.5 s, so stop after 3 attempts.
+        let policy = RetryPolicy { max_elapsed: Some(Duration::from_millis(2500)), ..fixed(10) };
+        let outcome = Retry::new(policy)
+            .unwrap()
+            .run(
+                |_| async {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    Err::<(), _>(Error::unavailable("down"))
+                },
+                |_, _| true,
+            )
+            .await;
+        assert_eq!((outcome.stats.attempts, outcome.stats.stop), (3, StopReason::MaxElapsed));
+        assert_eq!(outcome.stats.elapsed, Duration::from_millis(3300));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn honours_retry_after_instead_of_the_backoff() {
+        let start = Instant::now();
+        let mut seen = Vec::new();
+        let outcome = Retry::new(fixed(3))
+            .unwrap()
+            .run(
+                |attempt| {
+                    seen.push(start.elapsed());
+                    async move {
+                        if attempt == 1 {
+                            Err(Error::rate_limited("429", Some(Duration::from_secs(7))))
+                        } else {
+                            Ok(())
+                        }
+                    }
+                },
+                |e, _| e.is_retryable(),
+            )
+            .await;
+        outcome.result.unwrap();
+        assert_eq!(seen, [Duration::ZERO, Duration::from_secs(7)]);
+        assert_eq!(outcome.stats.waited, Duration::from_secs(7));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_past_max_elapsed_stops() {
+        let policy = RetryPolicy { max_elapsed: Some(Duration::from_secs(5)), ..fixed(3) };
+        let outcome = Retry::new(policy)
+            .unwrap()
+            .run(|_| async { Err::<(), _>(Error::rate_limited("429", Some(Duration::from_secs(60)))) }, |_, _| true)
+            .await;
+        assert_eq!((outcome.stats.attempts, outcome.stats.stop), (1, StopReason::MaxElapsed));
+        assert_eq!(outcome.stats.waited, Duration::ZERO, "must not sleep past the budget");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn may_retry_sees_the_attempt_number() {
+        let mut asked = Vec::new();
+        let outcome = Retry::new(fixed(10))
+            .unwrap()
+            .run(
+                |_| async { Err::<(), _>(Error::unavailable("x")) },
+                |_, attempt| {
+                    asked.push(attempt);
+                    attempt < 2
+                },
+            )
+            .await;
+        assert_eq!(asked, [1, 2]);
+        assert_eq!(outcome.stats.stop, StopReason::NotRetryable);
+    }
+}
