@@ -42,8 +42,8 @@ pub struct ConsumedRecord {
     pub offset: u64,
     /// Append time.
     pub timestamp: DateTime<Utc>,
-    /// Key, value, headers: exactly as produced.
-    pub record: Record,
+    /// Key, value, headers: exactly as produced (shared, never deep-copied by the engine).
+    pub record: Arc<Record>,
 }
 
 /// What a poll returned.

@@ -1,0 +1,280 @@
+//! [`TransportBus`]: the [`EventBus`] every backend gets, a transport under the one engine.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use onex_core::envelope::encode_record;
+use onex_core::{
+    validate_topic, Envelope, Error, EventBus, EventMessage, HealthStatus, IdempotencyStore, Receipt, Result, Subscription, SubscriptionId,
+    TopicAdmin, TopicSpec,
+};
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::Notify;
+
+use crate::engine::{RunningSubscription, SubscriptionStats};
+use crate::transport::{ProduceRecord, Transport};
+
+/// Bus settings shared by every backend.
+#[derive(Clone)]
+pub struct BusConfig {
+    /// Create a missing topic on first publish or subscribe (default on).
+    pub auto_create_topics: bool,
+    /// Partitions of auto-created topics (default 4).
+    pub default_partitions: u32,
+    /// Store for idempotent subscriptions (DESIGN §3 rule 8).
+    pub idempotency: Option<Arc<dyn IdempotencyStore>>,
+}
+
+impl std::fmt::Debug for BusConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BusConfig")
+            .field("auto_create_topics", &self.auto_create_topics)
+            .field("default_partitions", &self.default_partitions)
+            .field("idempotency", &self.idempotency.is_some())
+            .finish()
+    }
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig { auto_create_topics: true, default_partitions: 4, idempotency: None }
+    }
+}
+
+/// What the engine shares with the bus: the transport and topic bookkeeping.
+#[derive(Debug)]
+pub(crate) struct BusCore {
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) config: BusConfig,
+    known_topics: RwLock<HashSet<String>>,
+}
+
+impl std::fmt::Debug for dyn Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Transport({})", self.backend())
+    }
+}
+
+impl BusCore {
+    /// Makes sure `topic` exists, creating it when allowed. Cached after the first success.
+    pub(crate) async fn ensure_topic(&self, topic: &str) -> Result<()> {
+        if self.known_topics.read().contains(topic) {
+            return Ok(());
+        }
+        validate_topic(topic)?;
+        match self.transport.admin().describe_topic(topic).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == onex_core::ErrorKind::NotFound => {
+                if !self.config.auto_create_topics {
+                    return Err(Error::not_found(format!(
+                        "topic {topic:?} does not exist and auto_create_topics is off; create it first (onex topics create {topic} --partitions N)"
+                    ))
+                    .with("topic", topic));
+                }
+                match self.transport.admin().create_topic(TopicSpec::new(topic, self.config.default_partitions)).await {
+                    Ok(()) => tracing::info!(topic, partitions = self.config.default_partitions, "created topic"),
+                    // Another publisher or process created it first.
+                    Err(e) if e.context().is_some_and(|c| c.get("exists").is_some_and(|v| v == "true")) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        self.known_topics.write().insert(topic.to_string());
+        Ok(())
+    }
+
+    pub(crate) async fn produce_one(&self, topic: &str, rec: ProduceRecord) -> Result<Receipt> {
+        self.ensure_topic(topic).await?;
+        let mut receipts = self.transport.produce(topic, vec![rec]).await?;
+        receipts.pop().ok_or_else(|| Error::protocol(format!("backend returned no receipt for a publish to {topic:?}")))
+    }
+
+    pub(crate) fn forget_topic(&self, topic: &str) {
+        self.known_topics.write().remove(topic);
+    }
+}
+
+struct Registered {
+    sub: Subscription,
+    stats: Arc<SubscriptionStats>,
+    running: Option<RunningSubscription>,
+}
+
+/// The event bus over any [`Transport`]: publishing, subscriptions and the consumer engine.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use std::sync::Arc;
+/// use onex_bus::{memory::MemoryTransport, TransportBus};
+/// use onex_core::{handler_fn, Envelope, EventBus, Subscription};
+///
+/// let bus = TransportBus::new(Arc::new(MemoryTransport::default()));
+/// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+/// bus.subscribe(Subscription::new("orders", "billing", handler_fn(move |d| {
+///     let tx = tx.clone();
+///     async move { tx.send(d.envelope.event_type).ok(); Ok(()) }
+/// }))).await?;
+/// bus.start().await?;
+/// bus.publish_envelope(&Envelope::new("orders.created.v1", &serde_json::json!({"id": 1}))?, "orders").await?;
+/// assert_eq!(rx.recv().await.as_deref(), Some("orders.created.v1"));
+/// bus.stop_consuming(std::time::Duration::from_secs(5)).await?;
+/// # Ok::<(), onex_core::Error>(()) }).unwrap();
+/// ```
+pub struct TransportBus {
+    core: Arc<BusCore>,
+    subs: Mutex<BTreeMap<SubscriptionId, Registered>>,
+    next_id: AtomicU64,
+    consuming: AtomicBool,
+    stopped: Notify,
+}
+
+impl std::fmt::Debug for TransportBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransportBus").field("backend", &self.core.transport.backend()).field("config", &self.core.config).finish()
+    }
+}
+
+impl TransportBus {
+    /// A bus over `transport` with default settings.
+    pub fn new(transport: Arc<dyn Transport>) -> Self {
+        Self::with_config(transport, BusConfig::default())
+    }
+
+    /// A bus over `transport` with `config`.
+    pub fn with_config(transport: Arc<dyn Transport>, config: BusConfig) -> Self {
+        TransportBus {
+            core: Arc::new(BusCore { transport, config, known_topics: RwLock::new(HashSet::new()) }),
+            subs: Mutex::new(BTreeMap::new()),
+            next_id: AtomicU64::new(1),
+            consuming: AtomicBool::new(false),
+            stopped: Notify::new(),
+        }
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> &Arc<dyn Transport> {
+        &self.core.transport
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &BusConfig {
+        &self.core.config
+    }
+
+    /// Starts every registered subscription and returns at once (later subscriptions start
+    /// when they are made).
+    pub async fn start(&self) -> Result<()> {
+        self.consuming.store(true, Ordering::SeqCst);
+        let mut subs = self.subs.lock();
+        for (id, reg) in subs.iter_mut() {
+            if reg.running.as_ref().is_none_or(|r| r.is_finished()) {
+                reg.running = Some(RunningSubscription::spawn(self.core.clone(), reg.sub.clone(), *id, reg.stats.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Counters of a subscription.
+    pub fn stats(&self, id: SubscriptionId) -> Option<Arc<SubscriptionStats>> {
+        self.subs.lock().get(&id).map(|r| r.stats.clone())
+    }
+
+    /// Publishes a batch of raw records to one topic in one call to the transport.
+    pub async fn publish_batch(&self, topic: &str, records: Vec<ProduceRecord>) -> Result<Vec<Receipt>> {
+        self.core.ensure_topic(topic).await?;
+        self.core.transport.produce(topic, records).await
+    }
+
+    /// Creates the topic if it is missing (when auto-create is on).
+    pub async fn ensure_topic(&self, topic: &str) -> Result<()> {
+        self.core.ensure_topic(topic).await
+    }
+}
+
+#[async_trait]
+impl EventBus for TransportBus {
+    async fn publish(&self, msg: EventMessage) -> Result<Receipt> {
+        let rec = ProduceRecord { key: msg.key.clone(), record: onex_core::Record { key: msg.key, value: msg.value, headers: msg.headers }, partition: msg.partition };
+        let result = self.core.produce_one(&msg.topic, rec).await;
+        if let Err(e) = &result {
+            if e.kind() == onex_core::ErrorKind::NotFound {
+                self.core.forget_topic(&msg.topic); // deleted behind our back: look again next time
+            }
+        }
+        result
+    }
+
+    async fn publish_envelope(&self, env: &Envelope, topic: &str) -> Result<Receipt> {
+        let record = encode_record(env);
+        self.core.produce_one(topic, ProduceRecord::new(record)).await
+    }
+
+    async fn subscribe(&self, sub: Subscription) -> Result<SubscriptionId> {
+        validate_topic(&sub.topic)?;
+        validate_topic(&sub.dlq_topic())?;
+        if sub.group.is_empty() {
+            return Err(Error::config("a subscription needs a consumer group name"));
+        }
+        if sub.options.idempotent && self.core.config.idempotency.is_none() {
+            return Err(Error::config("idempotent subscription needs an idempotency store: set BusConfig.idempotency"));
+        }
+        self.core.ensure_topic(&sub.topic).await?;
+        let id = SubscriptionId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let stats = Arc::new(SubscriptionStats::default());
+        let running =
+            self.consuming.load(Ordering::SeqCst).then(|| RunningSubscription::spawn(self.core.clone(), sub.clone(), id, stats.clone()));
+        self.subs.lock().insert(id, Registered { sub, stats, running });
+        Ok(id)
+    }
+
+    async fn unsubscribe(&self, id: SubscriptionId) -> Result<()> {
+        let reg = self.subs.lock().remove(&id).ok_or_else(|| Error::not_found(format!("no subscription {}", id.0)))?;
+        match reg.running {
+            Some(r) => r.stop(Duration::from_secs(30)).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn start_consuming(&self, timeout: Option<Duration>) -> Result<()> {
+        self.start().await?;
+        match timeout {
+            None => {
+                let stopped = self.stopped.notified();
+                tokio::pin!(stopped);
+                stopped.as_mut().enable();
+                if self.consuming.load(Ordering::SeqCst) {
+                    stopped.await;
+                }
+                Ok(())
+            }
+            Some(t) => {
+                tokio::time::sleep(t).await;
+                self.stop_consuming(Duration::from_secs(30)).await
+            }
+        }
+    }
+
+    async fn stop_consuming(&self, timeout: Duration) -> Result<()> {
+        self.consuming.store(false, Ordering::SeqCst);
+        let running: Vec<RunningSubscription> = self.subs.lock().values_mut().filter_map(|r| r.running.take()).collect();
+        let results = futures::future::join_all(running.into_iter().map(|r| r.stop(timeout))).await;
+        self.stopped.notify_waiters();
+        results.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
+    }
+
+    async fn health_check(&self) -> Result<HealthStatus> {
+        self.core.transport.health().await
+    }
+
+    fn admin(&self) -> &dyn TopicAdmin {
+        self.core.transport.admin()
+    }
+
+    fn backend(&self) -> &str {
+        self.core.transport.backend()
+    }
+}

@@ -1,0 +1,174 @@
+//! Handling one record: decode, idempotency claim, handler with in-place retries, DLQ.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::FutureExt;
+use onex_core::envelope::decode_record;
+use onex_core::{ClaimOutcome, Delivery, Error, Result};
+
+use super::dlq::{write_dlq, Failure};
+use super::SubscriptionContext;
+use crate::transport::ConsumedRecord;
+
+/// How handling a record ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Handled, skipped as a duplicate, or durably dead-lettered: the offset may be committed.
+    Done,
+    /// The consumer is stopping and the record was not finished: do not commit it.
+    Interrupted,
+}
+
+/// Idempotency lease while a handler runs.
+const CLAIM_LEASE: Duration = Duration::from_secs(60);
+
+pub(crate) async fn handle_record(ctx: &SubscriptionContext, rec: &ConsumedRecord, stopping: &AtomicBool) -> Outcome {
+    let first_failure = Utc::now();
+    let envelope = match decode_record(&rec.record, &rec.topic) {
+        Ok(env) => env,
+        Err(e) => {
+            ctx.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+            let failure = Failure { error: e, attempts: 1, first_failure, correlation_id: None, event_type: None };
+            return write_dlq(ctx, rec, failure, stopping).await;
+        }
+    };
+    let correlation_id = envelope.correlation_id;
+    let envelope_id = envelope.envelope_id.to_string();
+
+    if ctx.sub.options.idempotent {
+        match claim(ctx, &envelope_id, stopping).await {
+            Some(ClaimOutcome::Claimed) => {}
+            Some(ClaimOutcome::Duplicate) => {
+                ctx.stats.duplicates_skipped.fetch_add(1, Ordering::Relaxed);
+                return Outcome::Done;
+            }
+            _ => return Outcome::Interrupted,
+        }
+    }
+
+    let policy = &ctx.sub.options.retry;
+    let mut next = Some(envelope);
+    let mut attempt: u32 = 1;
+    let error = loop {
+        // The first attempt takes the decoded envelope; a retry decodes the bytes again
+        // (cheaper than cloning every envelope for the rare retry).
+        let mut env = match next.take() {
+            Some(env) => env,
+            None => match decode_record(&rec.record, &rec.topic) {
+                Ok(env) => env,
+                Err(e) => break e,
+            },
+        };
+        env.retry_count = attempt - 1;
+        let delivery = Delivery { envelope: env, topic: rec.topic.clone(), partition: rec.partition, offset: rec.offset, attempt };
+        let result = call_handler(ctx, delivery).await;
+        match result {
+            Ok(()) => {
+                ctx.stats.handled.fetch_add(1, Ordering::Relaxed);
+                if ctx.sub.options.idempotent {
+                    complete(ctx, &envelope_id).await;
+                }
+                return Outcome::Done;
+            }
+            Err(e) if stopping.load(Ordering::Relaxed) => {
+                tracing::debug!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, error = %e.report(), "handler failed while stopping; left uncommitted for redelivery");
+                release(ctx, &envelope_id).await;
+                return Outcome::Interrupted;
+            }
+            Err(e) if e.is_retryable() && attempt <= policy.max_retries => {
+                ctx.stats.retries.fetch_add(1, Ordering::Relaxed);
+                let wait = e.retry_after().unwrap_or_else(|| policy.backoff(attempt));
+                tracing::debug!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, attempt, ?wait, error = %e.report(), "retrying in place");
+                if !sleep_unless_stopped(wait, stopping).await {
+                    release(ctx, &envelope_id).await;
+                    return Outcome::Interrupted;
+                }
+                attempt += 1;
+            }
+            Err(e) => break e,
+        }
+    };
+    ctx.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, attempts = attempt, kind = %error.kind(), error = %error.report(), "sending record to the DLQ");
+    let event_type = decode_record(&rec.record, &rec.topic).ok().map(|e| e.event_type);
+    let failure = Failure { error, attempts: attempt, first_failure, correlation_id: Some(correlation_id), event_type };
+    let outcome = write_dlq(ctx, rec, failure, stopping).await;
+    if ctx.sub.options.idempotent {
+        // Dead-lettered: a replay must be able to claim it again.
+        release(ctx, &envelope_id).await;
+    }
+    outcome
+}
+
+async fn call_handler(ctx: &SubscriptionContext, delivery: Delivery) -> Result<()> {
+    let fut = AssertUnwindSafe(ctx.sub.handler.handle(delivery)).catch_unwind();
+    let result = match ctx.sub.options.handler_timeout {
+        Some(limit) => match tokio::time::timeout(limit, fut).await {
+            Ok(r) => r,
+            Err(_) => return Err(Error::timeout("handler did not finish in time", limit)),
+        },
+        None => fut.await,
+    };
+    result.unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic payload".into());
+        Err(Error::Panic { message })
+    })
+}
+
+/// Sleeps `wait` unless the consumer stops first; returns whether the wait completed.
+pub(crate) async fn sleep_unless_stopped(wait: Duration, stopping: &AtomicBool) -> bool {
+    let step = Duration::from_millis(50);
+    let mut left = wait;
+    while !left.is_zero() {
+        if stopping.load(Ordering::Relaxed) {
+            return false;
+        }
+        let d = left.min(step);
+        tokio::time::sleep(d).await;
+        left -= d;
+    }
+    !stopping.load(Ordering::Relaxed)
+}
+
+async fn claim(ctx: &SubscriptionContext, id: &str, stopping: &AtomicBool) -> Option<ClaimOutcome> {
+    let store = ctx.idempotency.as_ref()?;
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match store.claim(&ctx.sub.group, id, CLAIM_LEASE).await {
+            Ok(ClaimOutcome::InProgress) => {}
+            Ok(outcome) => return Some(outcome),
+            Err(e) => tracing::warn!(error = %e.report(), "idempotency claim failed; retrying"),
+        }
+        // Another member holds an unexpired lease (or the store is down): the partition waits.
+        if !sleep_unless_stopped(wait, stopping).await {
+            return None;
+        }
+        wait = (wait * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn complete(ctx: &SubscriptionContext, id: &str) {
+    if let Some(store) = &ctx.idempotency {
+        if let Err(e) = store.complete(&ctx.sub.group, id).await {
+            tracing::warn!(error = %e.report(), "idempotency complete failed; a redelivery may run the handler again");
+        }
+    }
+}
+
+async fn release(ctx: &SubscriptionContext, id: &str) {
+    if !ctx.sub.options.idempotent {
+        return;
+    }
+    if let Some(store) = &ctx.idempotency {
+        if let Err(e) = store.release(&ctx.sub.group, id).await {
+            tracing::warn!(error = %e.report(), "idempotency release failed; the claim expires with its lease");
+        }
+    }
+}

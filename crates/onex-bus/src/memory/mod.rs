@@ -1,0 +1,404 @@
+//! The in-process transport: topics with N partitions, retention by count, consumer groups.
+//! Same semantics as the durable backends, no durability (`memory://`).
+
+mod group;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use onex_core::{validate_topic, Error, HealthStatus, PartitionInfo, Receipt, Record, Result, StartFrom, TopicAdmin, TopicInfo, TopicSpec};
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::Notify;
+
+use self::group::{Change, GroupState, MemberId};
+use crate::partitioner::partition_for_key;
+use crate::transport::{ConsumedRecord, PollEvent, ProduceRecord, Transport, TransportConsumer, TransportFeatures};
+
+/// Settings of the memory transport (`memory://?retention_records=N&max_message_bytes=B`).
+#[derive(Debug, Clone)]
+pub struct MemoryConfig {
+    /// Records kept per partition; older ones are dropped (`None` = all).
+    pub retention_records: Option<usize>,
+    /// Largest record (key + value + headers).
+    pub max_message_bytes: usize,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig { retention_records: None, max_message_bytes: 1024 * 1024 }
+    }
+}
+
+#[derive(Debug)]
+struct Stored {
+    timestamp: DateTime<Utc>,
+    record: Arc<Record>,
+}
+
+#[derive(Debug, Default)]
+struct PartitionLog {
+    base: u64,
+    records: VecDeque<Stored>,
+}
+
+impl PartitionLog {
+    fn end(&self) -> u64 {
+        self.base + self.records.len() as u64
+    }
+}
+
+#[derive(Debug)]
+struct Topic {
+    name: Arc<str>,
+    partitions: Vec<Mutex<PartitionLog>>,
+    config: BTreeMap<String, String>,
+    retention: Option<usize>,
+    notify: Notify,
+    round_robin: AtomicU32,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    groups: Mutex<HashMap<(String, String), Arc<Mutex<GroupState>>>>,
+    next_member: AtomicU64,
+}
+
+/// The in-process transport. Clones share the same topics.
+///
+/// ```
+/// # tokio_test_block_on(async {
+/// use onex_bus::memory::MemoryTransport;
+/// use onex_bus::transport::Transport;
+/// let t = MemoryTransport::default();
+/// t.admin().create_topic(onex_core::TopicSpec::new("orders", 4)).await?;
+/// assert_eq!(t.admin().describe_topic("orders").await?.partition_count, 4);
+/// # Ok::<(), onex_core::Error>(()) });
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output { tokio::runtime::Runtime::new().unwrap().block_on(f) }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct MemoryTransport {
+    inner: Arc<Inner>,
+    config: Arc<MemoryConfig>,
+}
+
+impl MemoryTransport {
+    /// A transport with settings.
+    pub fn new(config: MemoryConfig) -> Self {
+        MemoryTransport { inner: Arc::default(), config: Arc::new(config) }
+    }
+
+    /// Builds from `memory://[?retention_records=N&max_message_bytes=B]`.
+    pub fn from_url(url: &url::Url) -> Result<Self> {
+        let mut config = MemoryConfig::default();
+        for (k, v) in url.query_pairs() {
+            match k.as_ref() {
+                "retention_records" => config.retention_records = Some(parse_num(&k, &v)?),
+                "max_message_bytes" => config.max_message_bytes = parse_num(&k, &v)?,
+                // Bus-level options are read by the provider.
+                "partitions" | "auto_create_topics" => {}
+                other => return Err(Error::config(format!("unknown memory:// option {other:?}; known: retention_records, max_message_bytes, partitions, auto_create_topics"))),
+            }
+        }
+        Ok(Self::new(config))
+    }
+
+    fn topic(&self, name: &str) -> Result<Arc<Topic>> {
+        self.inner.topics.read().get(name).cloned().ok_or_else(|| Error::not_found(format!("topic {name:?} does not exist")).with("topic", name))
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(k: &str, v: &str) -> Result<T> {
+    v.parse().map_err(|_| Error::config(format!("option {k}={v:?} is not a number")))
+}
+
+#[async_trait]
+impl TopicAdmin for MemoryTransport {
+    async fn create_topic(&self, spec: TopicSpec) -> Result<()> {
+        validate_topic(&spec.name)?;
+        if spec.partitions == 0 {
+            return Err(Error::config(format!("topic {:?} needs at least one partition", spec.name)));
+        }
+        let retention = match spec.config.get("retention.records") {
+            Some(v) => Some(parse_num("retention.records", v)?),
+            None => self.config.retention_records,
+        };
+        let mut topics = self.inner.topics.write();
+        if topics.contains_key(&spec.name) {
+            return Err(Error::rejected(format!("topic {:?} already exists", spec.name)).with("topic", &spec.name).with("exists", "true"));
+        }
+        let topic = Topic {
+            name: Arc::from(spec.name.as_str()),
+            partitions: (0..spec.partitions).map(|_| Mutex::new(PartitionLog::default())).collect(),
+            config: spec.config,
+            retention,
+            notify: Notify::new(),
+            round_robin: AtomicU32::new(0),
+        };
+        topics.insert(spec.name, Arc::new(topic));
+        Ok(())
+    }
+
+    async fn delete_topic(&self, name: &str) -> Result<()> {
+        let removed = self.inner.topics.write().remove(name);
+        match removed {
+            Some(t) => {
+                t.notify.notify_waiters();
+                Ok(())
+            }
+            None => Err(Error::not_found(format!("topic {name:?} does not exist"))),
+        }
+    }
+
+    async fn list_topics(&self) -> Result<Vec<TopicInfo>> {
+        let names: Vec<String> = self.inner.topics.read().keys().cloned().collect();
+        let mut out = Vec::with_capacity(names.len());
+        for n in names {
+            if let Ok(info) = self.describe_topic(&n).await {
+                out.push(info);
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn describe_topic(&self, name: &str) -> Result<TopicInfo> {
+        let t = self.topic(name)?;
+        let partitions = t
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let log = p.lock();
+                PartitionInfo { partition: i as u32, low_watermark: log.base, high_watermark: log.end() }
+            })
+            .collect();
+        Ok(TopicInfo { name: name.to_string(), partitions, partition_count: t.partitions.len() as u32, config: t.config.clone() })
+    }
+}
+
+#[async_trait]
+impl Transport for MemoryTransport {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    fn features(&self) -> TransportFeatures {
+        TransportFeatures { persistent: false, multi_process: false }
+    }
+
+    async fn produce(&self, topic: &str, records: Vec<ProduceRecord>) -> Result<Vec<Receipt>> {
+        let t = self.topic(topic)?;
+        let n = t.partitions.len() as u32;
+        for r in &records {
+            let size = r.record.byte_len();
+            if size > self.config.max_message_bytes {
+                return Err(Error::too_large(format!("record for topic {topic:?}"), size as u64, self.config.max_message_bytes as u64));
+            }
+            if let Some(p) = r.partition {
+                if p >= n {
+                    return Err(Error::rejected(format!("partition {p} does not exist in topic {topic:?} ({n} partitions)")));
+                }
+            }
+        }
+        let now = Utc::now();
+        let mut receipts = Vec::with_capacity(records.len());
+        for r in records {
+            let p = match (r.partition, &r.key) {
+                (Some(p), _) => p,
+                (None, Some(k)) => partition_for_key(k, n),
+                (None, None) => t.round_robin.fetch_add(1, Ordering::Relaxed) % n,
+            };
+            let mut log = t.partitions[p as usize].lock();
+            let offset = log.end();
+            log.records.push_back(Stored { timestamp: now, record: Arc::new(r.record) });
+            if let Some(max) = t.retention {
+                while log.records.len() > max {
+                    log.records.pop_front();
+                    log.base += 1;
+                }
+            }
+            drop(log);
+            receipts.push(Receipt { topic: topic.to_string(), partition: p, offset, timestamp: now });
+        }
+        t.notify.notify_waiters();
+        Ok(receipts)
+    }
+
+    async fn consumer(&self, group: &str, topic: &str, start: StartFrom) -> Result<Box<dyn TransportConsumer>> {
+        validate_topic(topic)?;
+        let t = self.topic(topic)?;
+        let state = self.inner.groups.lock().entry((group.to_string(), topic.to_string())).or_default().clone();
+        let member = self.inner.next_member.fetch_add(1, Ordering::Relaxed);
+        state.lock().join(member, t.partitions.len() as u32);
+        t.notify.notify_waiters();
+        Ok(Box::new(MemoryConsumer { topic: t, state, member, start, positions: BTreeMap::new(), revoking: Vec::new(), cursor: 0, closed: false }))
+    }
+
+    fn admin(&self) -> &dyn TopicAdmin {
+        self
+    }
+
+    async fn health(&self) -> Result<HealthStatus> {
+        let topics = self.inner.topics.read().len();
+        Ok(HealthStatus::healthy(Duration::ZERO, serde_json::json!({ "backend": "memory", "topics": topics })))
+    }
+
+    async fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>> {
+        let state = self.inner.groups.lock().get(&(group.to_string(), topic.to_string())).cloned();
+        Ok(state.and_then(|s| s.lock().committed.get(&partition).copied()))
+    }
+
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct MemoryConsumer {
+    topic: Arc<Topic>,
+    state: Arc<Mutex<GroupState>>,
+    member: MemberId,
+    start: StartFrom,
+    positions: BTreeMap<u32, u64>,
+    revoking: Vec<u32>,
+    cursor: usize,
+    closed: bool,
+}
+
+impl MemoryConsumer {
+    fn read(&mut self, max: usize) -> Vec<ConsumedRecord> {
+        let parts: Vec<u32> = self.positions.keys().copied().collect();
+        let mut out = Vec::new();
+        if parts.is_empty() {
+            return out;
+        }
+        self.cursor = (self.cursor + 1) % parts.len();
+        for i in 0..parts.len() {
+            if out.len() >= max {
+                break;
+            }
+            let p = parts[(self.cursor + i) % parts.len()];
+            let pos = self.positions.get_mut(&p).expect("listed partition");
+            let log = self.topic.partitions[p as usize].lock();
+            if *pos < log.base {
+                *pos = log.base; // retention dropped what this group had not read
+            }
+            let from = (*pos - log.base) as usize;
+            let take = (max - out.len()).min(log.records.len().saturating_sub(from));
+            for (i, s) in log.records.range(from..from + take).enumerate() {
+                out.push(ConsumedRecord { topic: self.topic.name.clone(), partition: p, offset: *pos + i as u64, timestamp: s.timestamp, record: s.record.clone() });
+            }
+            *pos += take as u64;
+        }
+        out
+    }
+}
+
+#[async_trait]
+impl TransportConsumer for MemoryConsumer {
+    async fn poll(&mut self, max: usize, timeout: Duration) -> Result<PollEvent> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let topic = self.topic.clone();
+            let notified = topic.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let change = self.state.lock().next_change(self.member);
+            match change {
+                Change::Revoke(ps) => {
+                    let fresh: Vec<u32> = ps.into_iter().filter(|p| !self.revoking.contains(p)).collect();
+                    if !fresh.is_empty() {
+                        for p in &fresh {
+                            self.positions.remove(p);
+                        }
+                        self.revoking.extend(&fresh);
+                        return Ok(PollEvent::Revoked(fresh));
+                    }
+                }
+                Change::Assign(ps) => {
+                    let state = self.state.lock();
+                    for p in &ps {
+                        let log = self.topic.partitions[*p as usize].lock();
+                        let pos = match (state.committed.get(p), self.start) {
+                            (Some(c), _) => *c,
+                            (None, StartFrom::Earliest) => log.base,
+                            (None, StartFrom::Latest) => log.end(),
+                        };
+                        self.positions.insert(*p, pos);
+                    }
+                    return Ok(PollEvent::Assigned(ps));
+                }
+                Change::None => {}
+            }
+            let records = self.read(max);
+            if !records.is_empty() {
+                return Ok(PollEvent::Records(records));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(PollEvent::Idle);
+            }
+            let _ = tokio::time::timeout(deadline - now, notified).await;
+        }
+    }
+
+    async fn commit(&mut self, offsets: &[(u32, u64)]) -> Result<()> {
+        let mut state = self.state.lock();
+        for (p, _) in offsets {
+            if !state.owns(self.member, *p) {
+                return Err(Error::invalid_state(format!("partition {p} of {:?} is not owned by this consumer; commit refused", self.topic.name)));
+            }
+        }
+        for (p, o) in offsets {
+            state.committed.insert(*p, *o);
+        }
+        Ok(())
+    }
+
+    async fn seek(&mut self, partition: u32, offset: u64) -> Result<()> {
+        match self.positions.get_mut(&partition) {
+            Some(pos) => {
+                *pos = offset;
+                Ok(())
+            }
+            None => Err(Error::invalid_state(format!("cannot seek partition {partition}: not assigned"))),
+        }
+    }
+
+    fn assignment(&self) -> Vec<u32> {
+        self.positions.keys().copied().collect()
+    }
+
+    async fn revoke_complete(&mut self, partitions: &[u32]) -> Result<()> {
+        self.state.lock().release(self.member, partitions);
+        self.revoking.retain(|p| !partitions.contains(p));
+        self.topic.notify.notify_waiters();
+        Ok(())
+    }
+
+    async fn close(mut self: Box<Self>) -> Result<()> {
+        self.leave();
+        Ok(())
+    }
+}
+
+impl MemoryConsumer {
+    fn leave(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            self.state.lock().leave(self.member, self.topic.partitions.len() as u32);
+            self.topic.notify.notify_waiters();
+        }
+    }
+}
+
+impl Drop for MemoryConsumer {
+    fn drop(&mut self) {
+        self.leave();
+    }
+}
