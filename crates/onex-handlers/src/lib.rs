@@ -1,1 +1,23 @@
-//! Work in progress.
+//! # onex-handlers — request-response handlers
+//!
+//! [`ProtocolHandler`](onex_core::ProtocolHandler) implementations for the systems an effect
+//! node calls and waits on. Each does exactly one attempt per `execute` and classifies its
+//! failures (DESIGN §5); retries, the circuit breaker, per-attempt timeouts, lifecycle rules
+//! and health caching are applied once by the lifecycle wrapper of `onex-core`.
+//!
+//! | feature | handler | operations |
+//! |---|---|---|
+//! | `http` | [`HttpRestHandler`] | `GET`, `POST`, `PUT`, `PATCH`, `DELETE`, `HEAD`, `OPTIONS` |
+//! | `postgres` | [`PostgresHandler`] | `db.query`, `db.execute`, `db.transaction` |
+//! | `redis` | [`RedisHandler`] | `cache.get`, `cache.set`, `cache.del`, `cache.exists`, `cache.incr`, `cache.expire`, `cache.mget`, `cache.mset` |
+//! | `graphql` | [`GraphQlHandler`] | `graphql.query`, `graphql.mutation` |
+//!
+//! No handler prints a credential: URLs are kept without passwords, auth headers are marked
+//! sensitive, and every error goes through `onex_core::sanitize`.
+
+mod common;
+
+#[cfg(feature = "http")]
+pub mod http;
+#[cfg(feature = "http")]
+pub use http::HttpRestHandler;

@@ -1,0 +1,92 @@
+//! Pieces every handler shares: the in-flight counter that lets `shutdown` drain, and
+//! small JSON helpers.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use onex_core::{Error, Result};
+use tokio::sync::Notify;
+
+/// Counts calls in flight so `shutdown` can wait for them (up to its timeout).
+#[derive(Debug, Default)]
+pub(crate) struct InFlight {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+/// Decrements the [`InFlight`] count when dropped, also when the call future is cancelled.
+#[derive(Debug)]
+pub(crate) struct InFlightGuard(Arc<InFlight>);
+
+impl InFlight {
+    /// Registers one call.
+    pub(crate) fn enter(self: &Arc<Self>) -> InFlightGuard {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard(self.clone())
+    }
+
+    /// Waits until no call is in flight or `timeout` passed; returns whether it drained.
+    pub(crate) async fn drain(&self, timeout: Duration) -> bool {
+        let wait = async {
+            loop {
+                let notified = self.idle.notified();
+                if self.count.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.is_ok()
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// The error for a call made before `initialize` or after `shutdown` on a bare handler
+/// (the lifecycle wrapper normally catches this first).
+pub(crate) fn not_initialized(handler: &str) -> Error {
+    Error::invalid_state(format!("{handler} handler is not initialized (call initialize first, and not after shutdown)"))
+}
+
+/// Rejects an operation this handler does not know, listing the ones it does.
+pub(crate) fn unknown_operation(handler: &str, operation: &str, known: &[&str]) -> Error {
+    Error::rejected(format!("{handler} handler has no operation {operation:?}; supported: {}", known.join(", ")))
+        .with("operation", operation)
+}
+
+/// A short description of a JSON value's type, for error messages.
+pub(crate) fn json_type(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    }
+}
+
+/// Milliseconds of a duration as a float, for health latencies and metadata.
+pub(crate) fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Checks a URL scheme against the accepted ones.
+pub(crate) fn require_scheme(url: &url::Url, accepted: &[&str], handler: &str) -> Result<()> {
+    if accepted.contains(&url.scheme()) {
+        Ok(())
+    } else {
+        Err(Error::config(format!(
+            "{handler} handler needs a URL with scheme {}; got {:?}",
+            accepted.join(" or "),
+            onex_core::sanitize::sanitize(url.as_str())
+        )))
+    }
+}
