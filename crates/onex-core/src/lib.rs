@@ -9,6 +9,8 @@
 //!   [`IdempotencyStore`], [`EventBusProvider`]: object-safe async traits.
 //! - [`Error`] with [`Error::is_retryable`] and [`Error::trips_breaker`].
 //! - [`resilience`]: retry, timeout, circuit breaker, concurrency limit.
+//! - [`lifecycle::ManagedHandler`]: the wrapper every handler goes through (lifecycle, health
+//!   cache, breaker → retry → timeout); [`HandlerRegistry`] builds handlers from config.
 //!
 //! ```
 //! use onex_core::{Envelope, envelope::{encode_record, decode_record}};
@@ -24,9 +26,11 @@ pub mod envelope;
 pub mod error;
 pub mod handler;
 pub mod idempotency;
+pub mod lifecycle;
 pub mod provider;
 pub mod publisher;
 pub mod record;
+pub mod registry;
 pub mod resilience;
 pub mod sanitize;
 pub mod schema;
@@ -46,9 +50,11 @@ pub use handler::{
     ProtocolResponse, Timeouts, TlsConfig,
 };
 pub use idempotency::{ClaimOutcome, IdempotencyStore};
+pub use lifecycle::{LifecycleState, ManagedHandler};
 pub use provider::{EventBusProvider, DEFAULT_BUS_URL};
 pub use publisher::{EventPublisher, EventPublisherExt, PublishOptions, PublisherMetrics};
 pub use record::{Headers, Record};
+pub use registry::HandlerRegistry;
 pub use schema::{CompatibilityMode, CompatibilityReport, PayloadValidator, SchemaInfo, SchemaRegistry, SchemaType, VersionSpec};
 pub use secret::Secret;
 
@@ -57,6 +63,7 @@ mod object_safety {
     use super::*;
 
     #[test]
+    #[allow(clippy::too_many_arguments)] // one parameter per trait is the point of the check
     fn traits_are_object_safe() {
         fn takes(
             _: Option<Box<dyn ProtocolHandler>>,
