@@ -5,7 +5,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::resilience::{with_timeout, CircuitBreaker, Retry};
+use crate::resilience::timeout::elapsed_error;
+use crate::resilience::{CircuitBreaker, Retry};
 use crate::{Error, OperationConfig, ProtocolHandler, ProtocolRequest, ProtocolResponse, Result};
 
 /// What an initialized handler needs to run calls.
@@ -34,10 +35,16 @@ pub(super) async fn execute(
     if let Some(id) = req.correlation_id {
         span.record("correlation_id", tracing::field::display(id));
     }
-    run(inner, active, req, op).instrument(span).await
+    run(inner, active, req, op, &span).instrument(span.clone()).await
 }
 
-async fn run(inner: &dyn ProtocolHandler, active: &Active, req: ProtocolRequest, op: &OperationConfig) -> Result<ProtocolResponse> {
+async fn run(
+    inner: &dyn ProtocolHandler,
+    active: &Active,
+    req: ProtocolRequest,
+    op: &OperationConfig,
+    span: &tracing::Span,
+) -> Result<ProtocolResponse> {
     let retry = Retry::new(op.retry.clone()).map_err(|e| e.with("operation", &req.operation))?;
     let timeout = op.timeout.unwrap_or(active.request_timeout);
     if timeout.is_zero() {
@@ -46,8 +53,8 @@ async fn run(inner: &dyn ProtocolHandler, active: &Active, req: ProtocolRequest,
             req.operation
         )));
     }
-    let what = format!("{} {}", inner.handler_type(), req.operation);
     let last_attempt = op.retry.max_retries.saturating_add(1);
+    let operation = req.operation.clone();
     let started = Instant::now();
     // The request is cloned for every attempt that may be followed by another, and moved into
     // the last possible one, so a call without retries never clones.
@@ -56,11 +63,15 @@ async fn run(inner: &dyn ProtocolHandler, active: &Active, req: ProtocolRequest,
         .run(
             |attempt| {
                 let req = if attempt >= last_attempt { request.take() } else { request.clone() };
-                let (breaker, what) = (&active.breaker, &what);
+                let (breaker, operation) = (&active.breaker, &operation);
                 async move {
-                    let req = req.ok_or_else(|| Error::invalid_state(format!("{what}: no request left for attempt {attempt}")))?;
+                    let req = req.ok_or_else(|| Error::invalid_state(format!("{operation}: no request left for attempt {attempt}")))?;
                     let permit = breaker.acquire()?;
-                    let result = with_timeout(timeout, what, inner.execute(req, op)).await;
+                    // Not `with_timeout`: the call's name is only formatted when the time is up.
+                    let result = match tokio::time::timeout(timeout, inner.execute(req, op)).await {
+                        Ok(result) => result,
+                        Err(_) => Err(elapsed_error(&format!("{} {operation}", inner.handler_type()), timeout)),
+                    };
                     permit.record(&result);
                     result
                 }
@@ -69,7 +80,7 @@ async fn run(inner: &dyn ProtocolHandler, active: &Active, req: ProtocolRequest,
         )
         .await;
     let attempts = outcome.stats.attempts;
-    tracing::Span::current().record("attempts", attempts);
+    span.record("attempts", attempts);
     match outcome.result {
         Ok(mut response) => {
             response.metadata.insert("attempts".into(), serde_json::Value::from(attempts));

@@ -3,6 +3,7 @@
 
 mod execute;
 mod scripted;
+mod spans;
 
 use std::sync::Arc;
 use std::time::Duration;

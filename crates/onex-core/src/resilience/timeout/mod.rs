@@ -27,10 +27,13 @@ where
 {
     match tokio::time::timeout(duration, fut).await {
         Ok(result) => result,
-        Err(_) => {
-            Err(Error::timeout(format!("{what} did not finish within {duration:?}"), duration).with("timeout_ms", duration.as_millis()))
-        }
+        Err(_) => Err(elapsed_error(what, duration)),
     }
+}
+
+/// The error of a call named `what` that ran out of `duration`.
+pub(crate) fn elapsed_error(what: &str, duration: Duration) -> Error {
+    Error::timeout(format!("{what} did not finish within {duration:?}"), duration).with("timeout_ms", duration.as_millis())
 }
 
 /// A validated time limit.
