@@ -159,7 +159,8 @@ mod tests {
         let counter = made.clone();
         registry.register("http", move || {
             counter.fetch_add(1, Ordering::SeqCst);
-            Arc::new(Echo { kind: "http", url: Default::default() }) as Arc<dyn ProtocolHandler>
+            // No `as Arc<dyn ProtocolHandler>` needed: the bound gives the closure its return type.
+            Arc::new(Echo { kind: "http", url: Default::default() })
         });
         let a = registry.build("http", ConnectionConfig::new("http://a")).await.unwrap();
         let b = registry.build("http", ConnectionConfig::new("http://b")).await.unwrap();

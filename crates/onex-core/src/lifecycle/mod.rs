@@ -10,7 +10,9 @@
 //! | `execute`, `describe`, `health_check` | `InvalidState` | run | `InvalidState` |
 //! | `shutdown` | → Closed (inner never started) | → Closed, inner `shutdown` | no-op |
 //!
-//! A failed inner `initialize` leaves the handler `Created`, so it may be tried again.
+//! A failed inner `initialize` leaves the handler `Created`, so it may be tried again. `shutdown`
+//! marks the handler `Closed` first (new calls fail fast) and then lets the inner handler drain;
+//! it stays `Closed` even when the inner `shutdown` reports an error.
 //!
 //! `execute` applies, in order: the handler's circuit breaker (one per instance, from
 //! [`ConnectionConfig::breaker`]) → retry per [`OperationConfig::retry`] → a timeout per attempt

@@ -54,7 +54,9 @@ struct Shared {
 
 /// Permission to make one call through a [`CircuitBreaker`]. Report the outcome with
 /// [`BreakerPermit::record`], [`BreakerPermit::success`] or [`BreakerPermit::failure`].
-/// Dropping a permit unused records nothing; a half-open probe slot is given back.
+/// Dropping a permit unused records nothing; a half-open probe slot is given back. A probe
+/// that never finishes holds its slot, so guarded calls need a timeout (the handler wrapper
+/// applies one per attempt).
 #[derive(Debug)]
 #[must_use = "report the call's outcome with record/success/failure"]
 pub struct BreakerPermit {
