@@ -21,3 +21,8 @@ mod common;
 pub mod http;
 #[cfg(feature = "http")]
 pub use http::HttpRestHandler;
+
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresHandler;

@@ -161,7 +161,7 @@ mod tests {
         let s = HttpSettings::from_config(&ConnectionConfig::new("http://alice:p%40ss@127.0.0.1:9/api/")).unwrap();
         assert_eq!(s.base, "http://127.0.0.1:9/api");
         assert_eq!(s.auth_kind, "basic");
-        let (_, v) = s.auth_header.unwrap();
+        let (_, v) = s.auth_header.clone().unwrap();
         assert!(v.is_sensitive());
         assert!(!format!("{s:?}").contains("p@ss"));
     }
