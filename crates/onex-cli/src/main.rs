@@ -1,5 +1,34 @@
-//! The `onex` binary.
+//! The `onex` binary: parses arguments, sets up logging, calls [`onex_cli::run`].
 
-mod bench;
+use std::process::ExitCode;
 
-fn main() {}
+use clap::Parser;
+use onex_cli::cli::Cli;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The demo tells its own story (including the DLQ it triggers on purpose).
+    let quiet_demo = matches!(cli.command, onex_cli::cli::Command::Demo(_)) && cli.log == "warn";
+    let level = if quiet_demo { "error" } else { cli.log.as_str() };
+    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let json = cli.json;
+    match runtime.block_on(onex_cli::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if json {
+                eprintln!("{}", serde_json::json!({"error": e.report(), "kind": e.kind()}));
+            } else {
+                eprintln!("error: {}", e.report());
+            }
+            ExitCode::from(2)
+        }
+    }
+}

@@ -83,6 +83,9 @@ pub struct Delivery {
 
 /// A subscriber. Return `Ok` to acknowledge; a retryable `Err` is retried in place, any other
 /// `Err`, a decode failure or a panic sends the record to the DLQ (DESIGN §3).
+/// [`crate::Error::Shutdown`] is the exception: the record stays uncommitted (it will be
+/// redelivered) and the partition stops until the subscription is restarted — for handlers
+/// that are being shut down.
 #[async_trait]
 pub trait EventHandler: Send + Sync + 'static {
     /// Handles one delivery.
@@ -299,8 +302,8 @@ pub trait EventBus: Send + Sync {
     async fn subscribe(&self, sub: Subscription) -> Result<SubscriptionId>;
     /// Stops one subscription, draining and committing it.
     async fn unsubscribe(&self, id: SubscriptionId) -> Result<()>;
-    /// Starts consuming; with a timeout, returns after it (consumers keep running);
-    /// with `None`, returns when `stop_consuming` is called.
+    /// Starts every subscription. With `None`, returns when `stop_consuming` is called; with
+    /// a timeout, consumes for that long, then stops as `stop_consuming` does and returns.
     async fn start_consuming(&self, timeout: Option<Duration>) -> Result<()>;
     /// Stops polling, lets in-flight handlers finish within `timeout`, commits, leaves groups.
     async fn stop_consuming(&self, timeout: Duration) -> Result<()>;

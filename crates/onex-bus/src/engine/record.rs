@@ -73,7 +73,8 @@ pub(crate) async fn handle_record(ctx: &SubscriptionContext, rec: &ConsumedRecor
                 }
                 return Outcome::Done;
             }
-            Err(e) if stopping.load(Ordering::Relaxed) => {
+            // `Shutdown` from a handler means "not now": leave the record for redelivery.
+            Err(e) if stopping.load(Ordering::Relaxed) || e.kind() == onex_core::ErrorKind::Shutdown => {
                 tracing::debug!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, error = %e.report(), "handler failed while stopping; left uncommitted for redelivery");
                 release(ctx, &envelope_id).await;
                 return Outcome::Interrupted;

@@ -1,5 +1,31 @@
 //! `onex bench SCENARIO`: our path and the raw baseline, in the same run (DESIGN §8).
 
+mod bus_memory;
 pub mod report;
 
+use onex_core::{Error, Result};
+
 pub use report::{Latencies, ScenarioReport, Side};
+
+use crate::cli::BenchArgs;
+
+/// 256-byte JSON payload used by the bus scenarios.
+pub(crate) fn payload_256(i: u64) -> serde_json::Value {
+    let mut v = serde_json::json!({"order_id": i, "customer": "c-0042", "currency": "EUR", "amount_cents": 12_345, "items": [{"sku": "sku-1", "qty": 2}], "note": ""});
+    let len = serde_json::to_vec(&v).map(|b| b.len()).unwrap_or(0);
+    v["note"] = serde_json::json!("x".repeat(256usize.saturating_sub(len)));
+    v
+}
+
+pub(crate) async fn run(args: BenchArgs, json: bool) -> Result<()> {
+    let reports = match args.scenario.as_str() {
+        "bus-memory" => bus_memory::run(args.messages.unwrap_or(1_000_000)).await?,
+        other => {
+            return Err(Error::config(format!("unknown bench scenario {other:?}; known: bus-memory")));
+        }
+    };
+    for r in &reports {
+        r.print(json);
+    }
+    Ok(())
+}
