@@ -460,7 +460,7 @@ impl Error {
     pub fn trips_breaker(&self) -> bool {
         match self.kind() {
             ErrorKind::Connection | ErrorKind::Timeout | ErrorKind::Unavailable => {
-                !self.context().and_then(|c| c.get("trips_breaker")).is_some_and(|v| v == "false")
+                self.context().and_then(|c| c.get("trips_breaker")).is_none_or(|v| v != "false")
             }
             _ => false,
         }
