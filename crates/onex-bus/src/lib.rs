@@ -14,14 +14,20 @@
 //! `auto_create_topics=false`.
 
 pub mod bus;
+pub mod dlq;
 pub mod engine;
+pub mod idempotency;
 pub mod memory;
 pub mod partitioner;
 pub mod provider;
+pub mod publisher;
 pub mod transport;
 
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use bus::{BusConfig, TransportBus};
+pub use dlq::{BusDlqHandler, DlqConfig};
+pub use idempotency::MemoryIdempotencyStore;
+pub use publisher::{BusPublisher, TopicRouter};
 pub use provider::{connect, connect_with, open_transport, BusProvider};
