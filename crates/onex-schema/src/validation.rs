@@ -29,7 +29,8 @@ pub fn ensure_supported(schema_type: SchemaType) -> Result<()> {
             "unsupported schema type {}: onex validates and checks JSON Schema only; register the schema as JSON",
             serde_json::to_value(other).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_else(|| format!("{other:?}"))
         ))
-        .with("schema_type", format!("{other:?}").to_uppercase())),
+        .with("schema_type", format!("{other:?}").to_uppercase())
+        .with("error_code", crate::errors::codes::INVALID_SCHEMA)),
     }
 }
 
@@ -47,7 +48,8 @@ pub fn draft_of(schema: &Value) -> Result<Draft> {
         other => Err(Error::rejected(format!(
             "unsupported `$schema` {other:?}: onex supports JSON Schema draft-07 ({DRAFT_07}) and 2020-12 ({DRAFT_2020_12})"
         ))
-        .with("$schema", other)),
+        .with("$schema", other)
+        .with("error_code", crate::errors::codes::INVALID_SCHEMA)),
     }
 }
 
@@ -79,7 +81,8 @@ impl CompiledSchema {
             return Err(Error::rejected(format!(
                 "invalid JSON Schema: a schema is a JSON object or a boolean, got {}",
                 excerpt(&value.to_string())
-            )));
+            ))
+            .with("error_code", crate::errors::codes::INVALID_SCHEMA));
         }
         let draft = draft_of(value)?;
         let validator = jsonschema::options().with_draft(draft).build(value).map_err(|e| {
@@ -87,6 +90,7 @@ impl CompiledSchema {
             let at = if at.is_empty() { "#".to_string() } else { format!("#{at}") };
             Error::rejected(format!("invalid JSON Schema at {at}: {}; fix the schema and register it again", truncate(&e.to_string())))
                 .with("schema_path", at)
+                .with("error_code", crate::errors::codes::INVALID_SCHEMA)
         })?;
         Ok(CompiledSchema { validator, draft, canonical })
     }
@@ -99,6 +103,11 @@ impl CompiledSchema {
     /// The schema in canonical form.
     pub fn canonical(&self) -> &str {
         &self.canonical
+    }
+
+    /// Whether `instance` is valid (faster than collecting violations).
+    pub fn is_valid(&self, instance: &Value) -> bool {
+        self.validator.is_valid(instance)
     }
 
     /// Every violation of `instance` (empty when valid).
