@@ -1,0 +1,320 @@
+//! A group member on one topic: reads with its own connection (WAL readers never block the
+//! writer), coordinates partitions through the leases of [`super::group`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::DateTime;
+use onex_core::{Error, Record, Result, StartFrom};
+use parking_lot::Mutex;
+use rusqlite::{params, Connection, Transaction, TransactionBehavior};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::codec::{decode_headers, offset_of, row_id, SqlContext};
+use super::group::{self, MemberKey};
+use super::Shared;
+use crate::transport::{ConsumedRecord, PollEvent, TransportConsumer};
+
+/// How often a waiting consumer looks for records and group changes made by other
+/// processes (in-process commits wake it at once).
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// One member of (group, topic).
+pub(crate) struct SqliteConsumer {
+    shared: Arc<Shared>,
+    reader: Arc<Mutex<Connection>>,
+    key: Arc<MemberKey>,
+    topic: Arc<str>,
+    partition_ids: Arc<Vec<i64>>,
+    start: StartFrom,
+    positions: BTreeMap<u32, u64>,
+    revoking: Vec<u32>,
+    pending: VecDeque<PollEvent>,
+    generation_seen: Option<i64>,
+    coordinate_next: bool,
+    cursor: usize,
+    heartbeat: JoinHandle<()>,
+    closed: bool,
+}
+
+impl std::fmt::Debug for SqliteConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteConsumer")
+            .field("group", &self.key.group)
+            .field("topic", &self.topic)
+            .field("member", &self.key.member)
+            .finish()
+    }
+}
+
+impl SqliteConsumer {
+    /// Joins the group and starts the heartbeat.
+    pub(crate) async fn join(
+        shared: Arc<Shared>,
+        group: &str,
+        topic: &str,
+        topic_id: i64,
+        partition_ids: Vec<i64>,
+        start: StartFrom,
+    ) -> Result<Self> {
+        let key = Arc::new(MemberKey {
+            group: group.to_string(),
+            topic: topic.to_string(),
+            topic_id,
+            member: uuid::Uuid::new_v4().simple().to_string(),
+        });
+        let path = shared.path.clone();
+        let reader = tokio::task::spawn_blocking(move || super::schema::open_reader(&path))
+            .await
+            .map_err(|e| Error::initialization(format!("opening a reader connection failed: {e}")))??;
+        let ttl = shared.config.lease_ttl;
+        let k = key.clone();
+        shared
+            .writer
+            .call(move |st| {
+                st.write(|tx, _| group::join(tx, &k, ttl))?;
+                st.notify();
+                Ok(())
+            })
+            .await?;
+        let heartbeat = tokio::spawn(heartbeat(shared.clone(), key.clone()));
+        Ok(SqliteConsumer {
+            shared,
+            reader: Arc::new(Mutex::new(reader)),
+            key,
+            topic: Arc::from(topic),
+            partition_ids: Arc::new(partition_ids),
+            start,
+            positions: BTreeMap::new(),
+            revoking: Vec::new(),
+            pending: VecDeque::new(),
+            generation_seen: None,
+            coordinate_next: true,
+            cursor: 0,
+            heartbeat,
+            closed: false,
+        })
+    }
+
+    /// One coordination round; queues the Revoked/Assigned events it implies.
+    async fn coordinate(&mut self) -> Result<()> {
+        let (key, n, ttl, start) = (self.key.clone(), self.partition_ids.len() as u32, self.shared.config.lease_ttl, self.start);
+        let c = self.shared.writer.call(move |st| st.write(|tx, _| group::coordinate(tx, &key, n, ttl, start))).await?;
+        self.generation_seen = Some(c.generation);
+        // Partitions we read but no longer lease (expired while we stalled), and partitions
+        // the split gives to another member: both are revoked; the engine commits what it
+        // can (refused when the lease is gone) and acknowledges.
+        let give_up: Vec<u32> = self.positions.keys().copied().filter(|p| !c.held.contains(p) || !c.target.contains(p)).collect();
+        if !give_up.is_empty() {
+            for p in &give_up {
+                self.positions.remove(p);
+            }
+            self.revoking.extend(&give_up);
+            self.pending.push_back(PollEvent::Revoked(give_up));
+        }
+        if !c.acquired.is_empty() {
+            let mut parts = Vec::with_capacity(c.acquired.len());
+            for (p, offset) in c.acquired {
+                self.positions.insert(p, offset);
+                parts.push(p);
+            }
+            self.pending.push_back(PollEvent::Assigned(parts));
+        }
+        Ok(())
+    }
+
+    /// Reads up to `max` records of owned partitions and the group generation, in one read
+    /// transaction on the reader connection.
+    async fn read(&mut self, max: usize) -> Result<(Option<i64>, Vec<ConsumedRecord>)> {
+        let mut parts: Vec<(u32, i64, u64)> = self.positions.iter().map(|(p, pos)| (*p, self.partition_ids[*p as usize], *pos)).collect();
+        if !parts.is_empty() {
+            self.cursor = (self.cursor + 1) % parts.len();
+            parts.rotate_left(self.cursor);
+        }
+        let (reader, key, topic) = (self.reader.clone(), self.key.clone(), self.topic.clone());
+        let (generation, records) = tokio::task::spawn_blocking(move || {
+            let mut conn = reader.lock();
+            let tx = Transaction::new(&mut conn, TransactionBehavior::Deferred).sql("starting a read")?;
+            let generation = group::generation(&tx, &key)?;
+            let records = read_partitions(&tx, &topic, &parts, max)?;
+            tx.finish().sql("ending a read")?;
+            Ok::<_, Error>((generation, records))
+        })
+        .await
+        .map_err(|e| Error::unavailable(format!("sqlite read task failed: {e}")))??;
+        for r in &records {
+            self.positions.insert(r.partition, r.offset + 1);
+        }
+        Ok((generation, records))
+    }
+}
+
+fn read_partitions(tx: &Transaction<'_>, topic: &Arc<str>, parts: &[(u32, i64, u64)], max: usize) -> Result<Vec<ConsumedRecord>> {
+    let mut out = Vec::new();
+    let mut stmt = tx
+        .prepare_cached("SELECT id, ts, key, value, headers FROM bus_records WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT ?3")
+        .sql("preparing a read")?;
+    for (p, pid, pos) in parts {
+        if out.len() >= max {
+            break;
+        }
+        let mut rows = stmt.query(params![row_id(*pid, *pos), row_id(*pid + 1, 0), (max - out.len()) as i64]).sql("reading records")?;
+        while let Some(row) = rows.next().sql("reading records")? {
+            let id: i64 = row.get(0).sql("reading a record")?;
+            let ts: i64 = row.get(1).sql("reading a record")?;
+            let key = row.get_ref(2).and_then(|v| Ok(v.as_blob_or_null()?.map(Bytes::copy_from_slice))).sql("reading a key")?;
+            let value = row.get_ref(3).and_then(|v| Ok(Bytes::copy_from_slice(v.as_blob()?))).sql("reading a value")?;
+            let headers = row.get_ref(4).and_then(|v| Ok(v.as_blob_or_null()?)).sql("reading headers")?;
+            let headers = decode_headers(headers).unwrap_or_else(|e| {
+                tracing::error!(topic = %topic, partition = p, offset = offset_of(id), error = %e.report(), "record headers are damaged; delivering the record without them");
+                onex_core::Headers::new()
+            });
+            out.push(ConsumedRecord {
+                topic: topic.clone(),
+                partition: *p,
+                offset: offset_of(id),
+                timestamp: DateTime::from_timestamp_micros(ts).unwrap_or_default(),
+                record: Arc::new(Record { key, value, headers }),
+            });
+        }
+    }
+    Ok(out)
+}
+
+async fn heartbeat(shared: Arc<Shared>, key: Arc<MemberKey>) {
+    let ttl = shared.config.lease_ttl;
+    loop {
+        tokio::time::sleep(ttl / 3).await;
+        let k = key.clone();
+        let result = shared
+            .writer
+            .call(move |st| {
+                let changed = st.write(|tx, _| group::heartbeat(tx, &k, ttl))?;
+                if changed {
+                    st.notify();
+                }
+                Ok(())
+            })
+            .await;
+        match result {
+            Ok(()) => {}
+            Err(e) if e.kind() == onex_core::ErrorKind::Shutdown => return,
+            Err(e) => tracing::warn!(group = %key.group, topic = %key.topic, error = %e.report(), "group heartbeat failed; retrying"),
+        }
+    }
+}
+
+#[async_trait]
+impl TransportConsumer for SqliteConsumer {
+    async fn poll(&mut self, max: usize, timeout: Duration) -> Result<PollEvent> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(ev) = self.pending.pop_front() {
+                return Ok(ev);
+            }
+            let notify = self.shared.notify.clone();
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if std::mem::take(&mut self.coordinate_next) {
+                if let Err(e) = self.coordinate().await {
+                    self.coordinate_next = true;
+                    return Err(e);
+                }
+                if let Some(ev) = self.pending.pop_front() {
+                    return Ok(ev);
+                }
+            }
+            let (generation, records) = self.read(max.max(1)).await?;
+            if generation != self.generation_seen {
+                self.coordinate_next = true;
+            }
+            if !records.is_empty() {
+                return Ok(PollEvent::Records(records));
+            }
+            if self.coordinate_next {
+                continue;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(PollEvent::Idle);
+            }
+            let _ = tokio::time::timeout((deadline - now).min(POLL_INTERVAL), notified).await;
+        }
+    }
+
+    async fn commit(&mut self, offsets: &[(u32, u64)]) -> Result<()> {
+        if let Some((p, _)) = offsets.iter().find(|(p, _)| !self.positions.contains_key(p) && !self.revoking.contains(p)) {
+            return Err(Error::invalid_state(format!(
+                "partition {p} of {:?} is not owned by this consumer; commit refused",
+                self.topic.as_ref()
+            )));
+        }
+        let (key, offsets) = (self.key.clone(), offsets.to_vec());
+        self.shared.writer.call(move |st| st.write(|tx, _| group::commit(tx, &key, &offsets))).await
+    }
+
+    async fn seek(&mut self, partition: u32, offset: u64) -> Result<()> {
+        match self.positions.get_mut(&partition) {
+            Some(pos) => {
+                *pos = offset;
+                Ok(())
+            }
+            None => Err(Error::invalid_state(format!(
+                "cannot seek partition {partition} of {:?}: not assigned to this consumer",
+                self.topic.as_ref()
+            ))),
+        }
+    }
+
+    fn assignment(&self) -> Vec<u32> {
+        self.positions.keys().copied().collect()
+    }
+
+    async fn revoke_complete(&mut self, partitions: &[u32]) -> Result<()> {
+        let (key, parts) = (self.key.clone(), partitions.to_vec());
+        self.shared
+            .writer
+            .call(move |st| {
+                st.write(|tx, _| group::release(tx, &key, &parts))?;
+                st.notify();
+                Ok(())
+            })
+            .await?;
+        self.revoking.retain(|p| !partitions.contains(p));
+        Ok(())
+    }
+
+    async fn close(mut self: Box<Self>) -> Result<()> {
+        self.closed = true;
+        self.heartbeat.abort();
+        let key = self.key.clone();
+        self.shared
+            .writer
+            .call(move |st| {
+                st.write(|tx, _| group::leave(tx, &key))?;
+                st.notify();
+                Ok(())
+            })
+            .await
+    }
+}
+
+impl Drop for SqliteConsumer {
+    fn drop(&mut self) {
+        self.heartbeat.abort();
+        if !self.closed {
+            // Dropped without close (a cancelled task): leave now rather than after the TTL.
+            let key = self.key.clone();
+            self.shared.writer.call_detached("leaving a consumer group", move |st| {
+                st.write(|tx, _| group::leave(tx, &key))?;
+                st.notify();
+                Ok(())
+            });
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! The single writer: one thread owns the write connection and commits everything queued
+//! since its last commit in ONE transaction (group commit). A publish returns only after the
+//! transaction holding its records committed.
+//!
+//! Offsets are assigned here. Each partition's next offset is cached in memory and persisted
+//! in `bus_partitions` in the same transaction; another process may write the same file, so
+//! every transaction starts with `BEGIN IMMEDIATE` (the file's write lock) and reloads the
+//! cache when `PRAGMA data_version` says another connection committed meanwhile.
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use onex_core::{Error, Receipt, Result};
+use parking_lot::Mutex;
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use tokio::sync::{oneshot, Notify};
+
+use super::codec::{encode_headers, row_id, SqlContext, MAX_OFFSET};
+use super::config::SqliteConfig;
+use crate::partitioner::partition_for_key;
+use crate::transport::ProduceRecord;
+
+/// Most commands folded into one transaction (bounds the latency of a huge backlog).
+const MAX_COMMANDS_PER_BATCH: usize = 8192;
+
+/// A write to run on the writer thread; it starts its own transaction with
+/// [`WriterState::write`] and sends its result itself.
+pub(crate) type Job = Box<dyn FnOnce(&mut WriterState) + Send>;
+
+enum Command {
+    Produce(ProduceJob),
+    Call(Job),
+    Shutdown,
+}
+
+struct ProduceJob {
+    topic: String,
+    records: Vec<ProduceRecord>,
+    reply: oneshot::Sender<Result<Vec<Receipt>>>,
+}
+
+/// A partition as the writer knows it.
+#[derive(Debug)]
+pub(crate) struct CachedPartition {
+    pub(crate) next_offset: u64,
+    pub(crate) bytes: i64,
+    dirty: bool,
+}
+
+/// A topic as the writer knows it: its partitions' ids, in partition order.
+#[derive(Debug)]
+pub(crate) struct CachedTopic {
+    pub(crate) partition_ids: Vec<i64>,
+    round_robin: u32,
+}
+
+/// Topics and partition counters, valid while no other connection wrote.
+#[derive(Debug, Default)]
+pub(crate) struct TopicCache {
+    topics: HashMap<String, CachedTopic>,
+    partitions: HashMap<i64, CachedPartition>,
+}
+
+impl TopicCache {
+    pub(crate) fn clear(&mut self) {
+        self.topics.clear();
+        self.partitions.clear();
+    }
+
+    /// Forgets one topic (deleted or recreated).
+    pub(crate) fn forget(&mut self, name: &str) {
+        if let Some(t) = self.topics.remove(name) {
+            for pid in t.partition_ids {
+                self.partitions.remove(&pid);
+            }
+        }
+    }
+
+    /// Loads `name` into the cache; `None` when the topic does not exist.
+    fn load(&mut self, tx: &Transaction<'_>, name: &str) -> Result<Option<()>> {
+        if self.topics.contains_key(name) {
+            return Ok(Some(()));
+        }
+        let id: Option<i64> = tx
+            .prepare_cached("SELECT id FROM bus_topics WHERE name = ?1")
+            .and_then(|mut s| s.query_row([name], |r| r.get(0)).optional())
+            .sql("looking up a topic")?;
+        let Some(id) = id else { return Ok(None) };
+        let mut stmt = tx
+            .prepare_cached("SELECT id, next_offset, bytes FROM bus_partitions WHERE topic_id = ?1 ORDER BY part")
+            .sql("loading partitions")?;
+        let rows =
+            stmt.query_map([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))).sql("loading partitions")?;
+        let mut partition_ids = Vec::new();
+        for row in rows {
+            let (pid, next, bytes) = row.sql("loading partitions")?;
+            partition_ids.push(pid);
+            self.partitions.insert(pid, CachedPartition { next_offset: next as u64, bytes, dirty: false });
+        }
+        self.topics.insert(name.to_string(), CachedTopic { partition_ids, round_robin: 0 });
+        Ok(Some(()))
+    }
+}
+
+/// What the writer thread owns.
+#[derive(Debug)]
+pub(crate) struct WriterState {
+    conn: Connection,
+    cache: TopicCache,
+    data_version: i64,
+    notify: Arc<Notify>,
+    pub(crate) config: Arc<SqliteConfig>,
+}
+
+impl WriterState {
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction and commits it; on failure rolls back and
+    /// drops the cache (its counters may be ahead of the file).
+    pub(crate) fn write<T>(&mut self, f: impl FnOnce(&Transaction<'_>, &mut TopicCache) -> Result<T>) -> Result<T> {
+        let WriterState { conn, cache, data_version, .. } = self;
+        let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate).sql("starting a write transaction")?;
+        let seen: i64 =
+            tx.prepare_cached("PRAGMA data_version").and_then(|mut s| s.query_row([], |r| r.get(0))).sql("reading the data version")?;
+        if seen != *data_version {
+            // Another connection (process) committed: offsets and topics may have moved.
+            cache.clear();
+            *data_version = seen;
+        }
+        match f(&tx, cache) {
+            Ok(v) => match tx.commit() {
+                Ok(()) => Ok(v),
+                Err(e) => {
+                    cache.clear();
+                    Err(super::codec::sql_error("committing", e))
+                }
+            },
+            Err(e) => {
+                cache.clear();
+                Err(e)
+            }
+        }
+    }
+
+    /// Wakes in-process consumers after a commit that added records.
+    pub(crate) fn notify(&self) {
+        self.notify.notify_waiters();
+    }
+
+    fn produce_batch(&mut self, jobs: Vec<ProduceJob>) {
+        if jobs.is_empty() {
+            return;
+        }
+        let now = Utc::now();
+        let ts = now.timestamp_micros();
+        let result = self.write(|tx, cache| append(tx, cache, &jobs, now, ts));
+        match result {
+            Ok(outcomes) => {
+                self.notify();
+                for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                    let _ = job.reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                let report = e.report();
+                for job in jobs {
+                    let err =
+                        Error::unavailable(format!("publishing to {:?} failed, nothing of the batch was written: {report}", job.topic))
+                            .with("topic", &job.topic);
+                    let _ = job.reply.send(Err(err));
+                }
+            }
+        }
+    }
+}
+
+/// Appends every job's records; a job whose topic is missing or whose partition is out of
+/// range fails alone, before any of its records is written.
+fn append(
+    tx: &Transaction<'_>,
+    cache: &mut TopicCache,
+    jobs: &[ProduceJob],
+    now: DateTime<Utc>,
+    ts: i64,
+) -> Result<Vec<Result<Vec<Receipt>>>> {
+    let mut insert = tx
+        .prepare_cached("INSERT INTO bus_records(id, ts, key, value, headers) VALUES (?1, ?2, ?3, ?4, ?5)")
+        .sql("preparing the insert")?;
+    let mut dirty: Vec<i64> = Vec::new();
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        if cache.load(tx, &job.topic)?.is_none() {
+            outcomes.push(Err(Error::not_found(format!("topic {:?} does not exist", job.topic)).with("topic", &job.topic)));
+            continue;
+        }
+        let topic = cache.topics.get_mut(&job.topic).expect("loaded above");
+        let n = topic.partition_ids.len() as u32;
+        if let Some(p) = job.records.iter().filter_map(|r| r.partition).find(|p| *p >= n) {
+            outcomes.push(Err(Error::rejected(format!("partition {p} does not exist in topic {:?} ({n} partitions)", job.topic))
+                .with("topic", &job.topic)));
+            continue;
+        }
+        let mut receipts = Vec::with_capacity(job.records.len());
+        for rec in &job.records {
+            let p = match (rec.partition, &rec.key) {
+                (Some(p), _) => p,
+                (None, Some(k)) => partition_for_key(k, n),
+                (None, None) => {
+                    topic.round_robin = topic.round_robin.wrapping_add(1);
+                    topic.round_robin % n
+                }
+            };
+            let pid = topic.partition_ids[p as usize];
+            let part = cache.partitions.get_mut(&pid).expect("partitions load with their topic");
+            let offset = part.next_offset;
+            if offset > MAX_OFFSET {
+                return Err(Error::rejected(format!(
+                    "partition {p} of topic {:?} is full ({MAX_OFFSET} offsets); create a new topic",
+                    job.topic
+                )));
+            }
+            let r = &rec.record;
+            let headers = encode_headers(&r.headers);
+            // Counted as stored, the same measure retention subtracts.
+            let stored = r.key.as_ref().map_or(0, |k| k.len()) + r.value.len() + headers.as_ref().map_or(0, Vec::len);
+            insert.execute(params![row_id(pid, offset), ts, r.key.as_deref(), &r.value[..], headers]).sql("appending a record")?;
+            part.next_offset += 1;
+            part.bytes += stored as i64;
+            if !part.dirty {
+                part.dirty = true;
+                dirty.push(pid);
+            }
+            receipts.push(Receipt { topic: job.topic.clone(), partition: p, offset, timestamp: now });
+        }
+        outcomes.push(Ok(receipts));
+    }
+    let mut update =
+        tx.prepare_cached("UPDATE bus_partitions SET next_offset = ?1, bytes = ?2 WHERE id = ?3").sql("preparing the offset update")?;
+    for pid in dirty {
+        let part = cache.partitions.get_mut(&pid).expect("dirty partition is cached");
+        update.execute(params![part.next_offset as i64, part.bytes, pid]).sql("saving partition offsets")?;
+        part.dirty = false;
+    }
+    Ok(outcomes)
+}
+
+/// The handle to the writer thread. Dropping the last handle lets the thread finish what is
+/// queued and exit.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    tx: mpsc::Sender<Command>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Command::Produce(_) => "Produce",
+            Command::Call(_) => "Call",
+            Command::Shutdown => "Shutdown",
+        })
+    }
+}
+
+impl Writer {
+    /// Starts the writer thread on `conn`.
+    pub(crate) fn start(conn: Connection, config: Arc<SqliteConfig>, notify: Arc<Notify>, name: &str) -> Result<Writer> {
+        let data_version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0)).sql("reading the data version")?;
+        let state = WriterState { conn, cache: TopicCache::default(), data_version, notify, config };
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("onex-sqlite-writer:{name}"))
+            .spawn(move || run(state, rx))
+            .map_err(|e| Error::initialization("cannot start the sqlite writer thread").with_source(e))?;
+        Ok(Writer { tx, thread: Mutex::new(Some(thread)) })
+    }
+
+    fn send(&self, cmd: Command) -> Result<()> {
+        self.tx.send(cmd).map_err(|_| Error::shutdown("the sqlite transport is closed"))
+    }
+
+    /// Appends `records` to `topic`; returns once their transaction committed.
+    pub(crate) async fn produce(&self, topic: &str, records: Vec<ProduceRecord>) -> Result<Vec<Receipt>> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Produce(ProduceJob { topic: topic.to_string(), records, reply }))?;
+        rx.await.map_err(|_| Error::shutdown("the sqlite writer stopped before answering"))?
+    }
+
+    /// Runs `f` on the writer thread and returns its result.
+    pub(crate) async fn call<T: Send + 'static>(&self, f: impl FnOnce(&mut WriterState) -> Result<T> + Send + 'static) -> Result<T> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Call(Box::new(move |st| {
+            let _ = reply.send(f(st));
+        })))?;
+        rx.await.map_err(|_| Error::shutdown("the sqlite writer stopped before answering"))?
+    }
+
+    /// Queues `f` without waiting (for `Drop`); a failure is logged.
+    pub(crate) fn call_detached(&self, what: &'static str, f: impl FnOnce(&mut WriterState) -> Result<()> + Send + 'static) {
+        let _ = self.send(Command::Call(Box::new(move |st| {
+            if let Err(e) = f(st) {
+                tracing::warn!(error = %e.report(), "{what} failed");
+            }
+        })));
+    }
+
+    /// Finishes what is queued and stops the thread.
+    pub(crate) async fn shutdown(&self) {
+        let _ = self.send(Command::Shutdown);
+        let thread = self.thread.lock().take();
+        if let Some(t) = thread {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}
+
+fn run(mut st: WriterState, rx: mpsc::Receiver<Command>) {
+    let interval = st.config.retention_interval;
+    let mut next_retention = Instant::now() + interval;
+    loop {
+        let wait = next_retention.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+        let first = match rx.recv_timeout(wait) {
+            Ok(c) => c,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Err(e) = super::retention::run(&mut st) {
+                    tracing::warn!(error = %e.report(), "sqlite retention pass failed; will retry");
+                }
+                next_retention = Instant::now() + interval;
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_COMMANDS_PER_BATCH {
+            match rx.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
+        }
+        let mut produce = Vec::new();
+        let mut shutdown = false;
+        for cmd in batch {
+            match cmd {
+                Command::Produce(job) => produce.push(job),
+                Command::Call(job) => {
+                    // Keep the order callers saw: earlier publishes commit first.
+                    st.produce_batch(std::mem::take(&mut produce));
+                    job(&mut st);
+                }
+                Command::Shutdown => shutdown = true,
+            }
+        }
+        st.produce_batch(produce);
+        if shutdown {
+            break;
+        }
+    }
+    // Fold the WAL into the main file so a reader without write access sees everything.
+    let _ = st.conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
+}
