@@ -21,6 +21,8 @@ pub mod memory;
 pub mod partitioner;
 pub mod provider;
 pub mod publisher;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 pub mod transport;
 
 #[cfg(feature = "testing")]

@@ -41,6 +41,8 @@ pub async fn open_transport(raw: &str) -> Result<Arc<dyn Transport>> {
     let url = parse_bus_url(raw)?;
     match url.scheme() {
         "memory" => Ok(Arc::new(MemoryTransport::from_url(&url)?)),
+        #[cfg(feature = "sqlite")]
+        "sqlite" => Ok(crate::sqlite::SqliteTransport::from_url(&url).await?),
         other => Err(Error::config(format!(
             "unknown bus scheme {other:?} in {:?}; use memory://, sqlite://PATH, kafka://HOST:PORT[,HOST:PORT] or redpanda://HOST:PORT (compiled in: {})",
             onex_core::sanitize::sanitize(raw),
@@ -50,7 +52,10 @@ pub async fn open_transport(raw: &str) -> Result<Arc<dyn Transport>> {
 }
 
 fn compiled_schemes() -> Vec<&'static str> {
-    let v = vec!["memory"];
+    #[allow(unused_mut)]
+    let mut v = vec!["memory"];
+    #[cfg(feature = "sqlite")]
+    v.push("sqlite");
     v
 }
 
