@@ -16,6 +16,8 @@
 pub mod bus;
 pub mod dlq;
 pub mod engine;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod idempotency;
 pub mod memory;
 pub mod partitioner;

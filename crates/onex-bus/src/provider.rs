@@ -43,6 +43,8 @@ pub async fn open_transport(raw: &str) -> Result<Arc<dyn Transport>> {
         "memory" => Ok(Arc::new(MemoryTransport::from_url(&url)?)),
         #[cfg(feature = "sqlite")]
         "sqlite" => Ok(crate::sqlite::SqliteTransport::from_url(&url).await?),
+        #[cfg(feature = "kafka")]
+        "kafka" | "redpanda" => Ok(crate::kafka::KafkaTransport::from_url(&url).await?),
         other => Err(Error::config(format!(
             "unknown bus scheme {other:?} in {:?}; use memory://, sqlite://PATH, kafka://HOST:PORT[,HOST:PORT] or redpanda://HOST:PORT (compiled in: {})",
             onex_core::sanitize::sanitize(raw),
@@ -56,6 +58,8 @@ fn compiled_schemes() -> Vec<&'static str> {
     let mut v = vec!["memory"];
     #[cfg(feature = "sqlite")]
     v.push("sqlite");
+    #[cfg(feature = "kafka")]
+    v.extend(["kafka", "redpanda"]);
     v
 }
 
