@@ -26,3 +26,8 @@ pub use http::HttpRestHandler;
 pub mod postgres;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresHandler;
+
+#[cfg(feature = "redis")]
+pub mod redis;
+#[cfg(feature = "redis")]
+pub use self::redis::RedisHandler;
