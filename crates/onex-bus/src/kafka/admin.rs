@@ -15,10 +15,8 @@ use rdkafka::types::RDKafkaRespErr;
 use super::context::KafkaClientContext;
 use super::errors;
 
-/// Concurrent describes of one topic share an answer this young.
-const DESCRIBE_SHARE_WINDOW: Duration = Duration::from_millis(50);
-
-/// The last describe of a topic, behind a fair (FIFO) lock.
+/// The last describe of a topic (when its round trip started, and its answer), behind a
+/// fair (FIFO) lock.
 type DescribeSlot = Arc<tokio::sync::Mutex<Option<(Instant, TopicInfo)>>>;
 
 /// Topic admin of a [`super::KafkaTransport`].
@@ -207,13 +205,16 @@ impl TopicAdmin for KafkaAdmin {
 
     async fn describe_topic(&self, name: &str) -> Result<TopicInfo> {
         validate_topic(name)?;
+        let arrived = Instant::now();
         let slot = self.describes.lock().entry(name.to_string()).or_default().clone();
         let mut last = slot.lock().await;
-        if let Some((at, info)) = last.as_ref() {
-            if at.elapsed() < DESCRIBE_SHARE_WINDOW {
+        if let Some((started, info)) = last.as_ref() {
+            // A round trip that started after this call arrived answers it as well as a new one.
+            if *started >= arrived {
                 return Ok(info.clone());
             }
         }
+        let started = Instant::now();
         let count = match self.fetch_partition_count(name).await {
             Ok(n) => n,
             Err(e) => {
@@ -226,7 +227,7 @@ impl TopicAdmin for KafkaAdmin {
         let partitions = self.watermarks(name, (0..count).collect()).await?;
         let config = self.topic_config(name).await;
         let info = TopicInfo { name: name.to_string(), partitions, partition_count: count, config };
-        *last = Some((Instant::now(), info.clone()));
+        *last = Some((started, info.clone()));
         Ok(info)
     }
 }
