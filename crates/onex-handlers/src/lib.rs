@@ -31,3 +31,8 @@ pub use postgres::PostgresHandler;
 pub mod redis;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisHandler;
+
+#[cfg(feature = "graphql")]
+pub mod graphql;
+#[cfg(feature = "graphql")]
+pub use graphql::GraphQlHandler;
