@@ -1,0 +1,112 @@
+//! Bad input against the kafka transport: each case fails with a clear error that names
+//! what failed and what to do.
+
+mod kafka_support;
+
+use bytes::Bytes;
+use kafka_support::{require_broker, transport, url};
+use onex_bus::kafka::KafkaTransport;
+use onex_bus::testing::unique_topic;
+use onex_bus::transport::{ProduceRecord, Transport};
+use onex_bus::TransportBus;
+use onex_core::{Envelope, ErrorKind, EventBus, EventMessage, Record, TopicSpec};
+
+#[tokio::test]
+async fn unknown_host_is_a_connection_error_naming_it() {
+    let err = KafkaTransport::from_url_str("kafka://no-such-host.invalid:9092?connect_timeout_ms=5000").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("no-such-host.invalid:9092") && text.contains("check the host and port"), "{text}");
+}
+
+#[tokio::test]
+async fn wrong_port_is_a_connection_error() {
+    let err = onex_bus::connect("kafka://127.0.0.1:1?connect_timeout_ms=5000").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("127.0.0.1:1"), "{text}");
+    assert!(text.to_lowercase().contains("refused") || text.contains("within"), "says why: {text}");
+}
+
+#[tokio::test]
+async fn unknown_client_setting_is_a_config_error_naming_it() {
+    let err = onex_bus::connect("kafka://127.0.0.1:9092?linger.msec=5").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(err.to_string().contains("unknown Kafka client setting \"linger.msec\""), "{err}");
+    let err = onex_bus::connect("kafka://127.0.0.1:9092?compression.type=gzipp").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(err.to_string().contains("compression.type"), "{err}");
+}
+
+#[tokio::test]
+async fn a_bad_password_value_never_shows_in_the_error() {
+    // sasl.mechanisms must be a known mechanism: the error names the setting, not secrets.
+    let err =
+        onex_bus::connect("kafka://u:hunter2@127.0.0.1:9092?security.protocol=sasl_plaintext&sasl.mechanisms=NOPE").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(!err.report().contains("hunter2"), "{}", err.report());
+    assert!(err.to_string().contains("SASL mechanism"), "says what is wrong: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_topic_with_auto_create_off_is_not_found() {
+    if require_broker().is_none() {
+        return;
+    }
+    let bus = onex_bus::connect(&url("auto_create_topics=false")).await.unwrap();
+    let topic = unique_topic("kafka-missing");
+    let err = bus.publish_envelope(&Envelope::new("x.y.v1", &1).unwrap(), &topic).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(err.to_string().contains(&topic) && err.to_string().contains("auto_create_topics"), "{err}");
+    // The transport alone says the same, without the bus's hint.
+    let err = bus.transport().produce(&topic, vec![ProduceRecord::new(Record::default())]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    assert!(!bus.admin().list_topics().await.unwrap().iter().any(|t| t.name == topic), "nothing created");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_over_the_max_size_is_too_large_and_nothing_is_written() {
+    if require_broker().is_none() {
+        return;
+    }
+    let t = transport("").await;
+    let topic = unique_topic("kafka-too-large");
+    t.admin().create_topic(TopicSpec::new(&topic, 1)).await.unwrap();
+    let bus = TransportBus::new(t.clone());
+    let small = ProduceRecord::new(Record { value: Bytes::from_static(b"ok"), ..Default::default() });
+    let big = ProduceRecord::new(Record { value: Bytes::from(vec![7u8; 2 * 1024 * 1024]), ..Default::default() });
+    let err = bus.publish_batch(&topic, vec![small, big]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
+    assert!(err.to_string().contains("max_message_bytes") && err.to_string().contains(&topic), "{err}");
+    assert_eq!(t.admin().describe_topic(&topic).await.unwrap().retained(), 0, "nothing of the batch was written");
+    let err = bus
+        .publish(EventMessage { topic: topic.clone(), value: Bytes::from(vec![1u8; 1024 * 1024 + 1]), ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooLarge, "one byte over 1 MiB: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicit_partition_out_of_range_is_rejected() {
+    if require_broker().is_none() {
+        return;
+    }
+    let t = transport("").await;
+    let topic = unique_topic("kafka-bad-partition");
+    t.admin().create_topic(TopicSpec::new(&topic, 2)).await.unwrap();
+    let err = t.produce(&topic, vec![ProduceRecord { partition: Some(5), ..Default::default() }]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Rejected, "{err}");
+    assert!(err.to_string().contains("partition 5") && err.to_string().contains("2 partitions"), "{err}");
+    let err = t.admin().create_topic(TopicSpec::new(&unique_topic("kafka-zero"), 0)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_brokers_in_the_url_work_when_one_answers() {
+    let Some(brokers) = require_broker() else { return };
+    let t = KafkaTransport::from_url_str(&format!("kafka://127.0.0.1:1,{brokers}")).await.unwrap();
+    assert_eq!(t.config().brokers, format!("127.0.0.1:1,{brokers}"));
+    let bus = onex_bus::connect(&format!("kafka://127.0.0.1:1?bootstrap.servers=127.0.0.1:1,{brokers}")).await.unwrap();
+    assert!(bus.health_check().await.unwrap().healthy);
+}
