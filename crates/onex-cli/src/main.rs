@@ -5,6 +5,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use onex_cli::cli::Cli;
 
+// The bus moves many small allocations between threads; mimalloc handles that far better than
+// glibc malloc (measured in `onex bench bus-memory`, docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo tells its own story (including the DLQ it triggers on purpose).

@@ -1,12 +1,15 @@
 //! The (key, value, headers) record every backend stores and every wire carries.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// Record headers: ordered (name, bytes) pairs, as Kafka has them. Names may repeat;
 /// [`Headers::get`] returns the last value of a name, as CloudEvents readers do.
+/// Well-known names are stored without allocating ([`Headers::push_static`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Headers(pub Vec<(String, Bytes)>);
+pub struct Headers(Vec<(Cow<'static, str>, Bytes)>);
 
 impl Headers {
     /// No headers.
@@ -21,18 +24,23 @@ impl Headers {
 
     /// Appends a header.
     pub fn push(&mut self, name: impl Into<String>, value: impl Into<Bytes>) {
-        self.0.push((name.into(), value.into()));
+        self.0.push((Cow::Owned(name.into()), value.into()));
+    }
+
+    /// Appends a header whose name is a constant (no allocation for the name).
+    pub fn push_static(&mut self, name: &'static str, value: impl Into<Bytes>) {
+        self.0.push((Cow::Borrowed(name), value.into()));
     }
 
     /// Sets a header, replacing every earlier value of the name.
     pub fn set(&mut self, name: &str, value: impl Into<Bytes>) {
         self.0.retain(|(k, _)| k != name);
-        self.0.push((name.to_string(), value.into()));
+        self.0.push((Cow::Owned(name.to_string()), value.into()));
     }
 
     /// The last value of `name`.
     pub fn get(&self, name: &str) -> Option<&Bytes> {
-        self.0.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v)
+        self.0.iter().rev().find(|(k, _)| k.as_ref() == name).map(|(_, v)| v)
     }
 
     /// The last value of `name` as UTF-8, when it is.
@@ -52,7 +60,12 @@ impl Headers {
 
     /// Iterates (name, value).
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Bytes)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v))
+        self.0.iter().map(|(k, v)| (k.as_ref(), v))
+    }
+
+    /// Removes every header named `name`.
+    pub fn remove(&mut self, name: &str) {
+        self.0.retain(|(k, _)| k != name);
     }
 
     /// Total bytes of names and values.
@@ -76,5 +89,11 @@ impl Record {
     /// Size used against message size limits: key + value + headers.
     pub fn byte_len(&self) -> usize {
         self.key.as_ref().map_or(0, |k| k.len()) + self.value.len() + self.headers.byte_len()
+    }
+}
+
+impl FromIterator<(String, Bytes)> for Headers {
+    fn from_iter<I: IntoIterator<Item = (String, Bytes)>>(iter: I) -> Self {
+        Headers(iter.into_iter().map(|(k, v)| (Cow::Owned(k), v)).collect())
     }
 }

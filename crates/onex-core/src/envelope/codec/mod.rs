@@ -55,46 +55,67 @@ pub mod headers {
 
 use headers as h;
 
-fn uuid_bytes(id: &Uuid) -> Bytes {
-    let mut buf = [0u8; 36];
-    Bytes::copy_from_slice(id.hyphenated().encode_lower(&mut buf).as_bytes())
+/// Collects header values in one buffer so a record costs one allocation for all of them.
+struct ValueBuf {
+    buf: bytes::BytesMut,
+    spans: Vec<(&'static str, usize, usize)>,
+}
+
+impl ValueBuf {
+    fn put(&mut self, name: &'static str, value: &[u8]) {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(value);
+        self.spans.push((name, start, self.buf.len()));
+    }
+
+    fn put_uuid(&mut self, name: &'static str, id: &Uuid) {
+        let mut tmp = [0u8; 36];
+        self.put(name, id.hyphenated().encode_lower(&mut tmp).as_bytes());
+    }
 }
 
 /// Encodes an envelope as a binary-mode record: value = payload bytes, attributes in `ce_` headers.
 pub fn encode_record(env: &Envelope) -> Record {
-    let mut hs = Headers::with_capacity(8 + env.metadata.headers.len());
-    hs.push(h::SPECVERSION, Bytes::from_static(b"1.0"));
-    hs.push(h::ID, uuid_bytes(&env.envelope_id));
-    hs.push(h::SOURCE, Bytes::copy_from_slice(env.source.as_bytes()));
-    hs.push(h::TYPE, Bytes::copy_from_slice(env.event_type.as_bytes()));
-    hs.push(h::TIME, Bytes::from(env.timestamp.to_rfc3339_opts(SecondsFormat::AutoSi, true)));
-    hs.push(h::CONTENT_TYPE, Bytes::copy_from_slice(env.content_type.as_bytes()));
-    hs.push(h::CORRELATION_ID, uuid_bytes(&env.correlation_id));
+    let mut vb = ValueBuf { buf: bytes::BytesMut::with_capacity(192 + env.source.len() + env.event_type.len()), spans: Vec::with_capacity(12) };
+    vb.put_uuid(h::ID, &env.envelope_id);
+    vb.put(h::SOURCE, env.source.as_bytes());
+    vb.put(h::TYPE, env.event_type.as_bytes());
+    vb.put(h::TIME, env.timestamp.to_rfc3339_opts(SecondsFormat::AutoSi, true).as_bytes());
+    vb.put(h::CONTENT_TYPE, env.content_type.as_bytes());
+    vb.put_uuid(h::CORRELATION_ID, &env.correlation_id);
     if let Some(c) = &env.causation_id {
-        hs.push(h::CAUSATION_ID, uuid_bytes(c));
+        vb.put_uuid(h::CAUSATION_ID, c);
     }
     if let Some(k) = &env.partition_key {
-        hs.push(h::PARTITION_KEY, Bytes::copy_from_slice(k.as_bytes()));
+        vb.put(h::PARTITION_KEY, k.as_bytes());
     }
     if let Some(s) = &env.schema_version {
-        hs.push(h::DATASCHEMA, Bytes::copy_from_slice(s.as_bytes()));
+        vb.put(h::DATASCHEMA, s.as_bytes());
     }
     if let Some(t) = &env.metadata.traceparent {
-        hs.push(h::TRACEPARENT, Bytes::copy_from_slice(t.as_bytes()));
+        vb.put(h::TRACEPARENT, t.as_bytes());
     }
     if let Some(t) = &env.metadata.tracestate {
-        hs.push(h::TRACESTATE, Bytes::copy_from_slice(t.as_bytes()));
+        vb.put(h::TRACESTATE, t.as_bytes());
     }
     if env.retry_count > 0 {
-        hs.push(h::RETRY_COUNT, Bytes::from(env.retry_count.to_string()));
+        vb.put(h::RETRY_COUNT, env.retry_count.to_string().as_bytes());
     }
     if !env.metadata.tags.is_empty() {
-        hs.push(h::TAGS, Bytes::from(serde_json::to_vec(&env.metadata.tags).unwrap_or_default()));
+        vb.put(h::TAGS, &serde_json::to_vec(&env.metadata.tags).unwrap_or_default());
+    }
+    let all = vb.buf.freeze();
+    // The key shares the buffer with the `ce_partitionkey` header value.
+    let key = vb.spans.iter().find(|(n, _, _)| *n == h::PARTITION_KEY).map(|(_, s, e)| all.slice(*s..*e));
+    let mut hs = Headers::with_capacity(1 + vb.spans.len() + env.metadata.headers.len());
+    hs.push_static(h::SPECVERSION, Bytes::from_static(b"1.0"));
+    for (name, start, end) in vb.spans {
+        hs.push_static(name, all.slice(start..end));
     }
     for (k, v) in &env.metadata.headers {
         hs.push(k.clone(), Bytes::copy_from_slice(v.as_bytes()));
     }
-    Record { key: env.partition_key.as_ref().map(|k| Bytes::copy_from_slice(k.as_bytes())), value: env.payload.clone(), headers: hs }
+    Record { key, value: env.payload.clone(), headers: hs }
 }
 
 /// Decodes a record read from `topic`: binary mode when `ce_specversion` or `ce_id` is
