@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use onex_core::{Error, Result};
+use onex_core::Error;
 use tokio::sync::Notify;
 
 /// Counts calls in flight so `shutdown` can wait for them (up to its timeout).
@@ -56,6 +56,7 @@ pub(crate) fn not_initialized(handler: &str) -> Error {
 }
 
 /// Rejects an operation this handler does not know, listing the ones it does.
+#[cfg_attr(not(any(feature = "postgres", feature = "redis", feature = "graphql")), allow(dead_code))]
 pub(crate) fn unknown_operation(handler: &str, operation: &str, known: &[&str]) -> Error {
     Error::rejected(format!("{handler} handler has no operation {operation:?}; supported: {}", known.join(", ")))
         .with("operation", operation)
@@ -76,17 +77,4 @@ pub(crate) fn json_type(v: &serde_json::Value) -> &'static str {
 /// Milliseconds of a duration as a float, for health latencies and metadata.
 pub(crate) fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-/// Checks a URL scheme against the accepted ones.
-pub(crate) fn require_scheme(url: &url::Url, accepted: &[&str], handler: &str) -> Result<()> {
-    if accepted.contains(&url.scheme()) {
-        Ok(())
-    } else {
-        Err(Error::config(format!(
-            "{handler} handler needs a URL with scheme {}; got {:?}",
-            accepted.join(" or "),
-            onex_core::sanitize::sanitize(url.as_str())
-        )))
-    }
 }

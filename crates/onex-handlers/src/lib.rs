@@ -15,6 +15,7 @@
 //! No handler prints a credential: URLs are kept without passwords, auth headers are marked
 //! sensitive, and every error goes through `onex_core::sanitize`.
 
+#[cfg(any(feature = "http", feature = "postgres", feature = "redis"))]
 mod common;
 
 #[cfg(feature = "http")]
@@ -36,3 +37,6 @@ pub use self::redis::RedisHandler;
 pub mod graphql;
 #[cfg(feature = "graphql")]
 pub use graphql::GraphQlHandler;
+
+mod registration;
+pub use registration::{build, register_all, registry};

@@ -5,8 +5,6 @@ use std::time::Duration;
 use onex_core::{Auth, ConnectionConfig, Error, Result, Secret};
 use reqwest::header::{HeaderName, HeaderValue};
 
-use crate::common::require_scheme;
-
 /// Default health path (option `health_path`).
 pub const DEFAULT_HEALTH_PATH: &str = "/health";
 /// Default number of redirects followed (option `redirects`; 0 = none).
@@ -109,6 +107,19 @@ impl HttpSettings {
             builder = builder.add_root_certificate(cert);
         }
         builder.build().map_err(|e| Error::initialization("cannot build the HTTP client").with_source(e))
+    }
+}
+
+/// Checks a URL scheme against the accepted ones.
+fn require_scheme(url: &url::Url, accepted: &[&str], handler: &str) -> Result<()> {
+    if accepted.contains(&url.scheme()) {
+        Ok(())
+    } else {
+        Err(Error::config(format!(
+            "{handler} handler needs a URL with scheme {}; got {:?}",
+            accepted.join(" or "),
+            onex_core::sanitize::sanitize(url.as_str())
+        )))
     }
 }
 

@@ -50,7 +50,7 @@ pub(crate) fn build_pool(config: &ConnectionConfig) -> Result<(Pool, PgEndpoint)
         }
     }
     if pg.get_user().is_none() {
-        pg.user(&std::env::var("USER").unwrap_or_else(|_| "postgres".into()));
+        pg.user(std::env::var("USER").unwrap_or_else(|_| "postgres".into()));
     }
     pg.connect_timeout(config.timeouts.connect);
     if pg.get_application_name().is_none() {
