@@ -9,7 +9,8 @@ use onex_core::{Error, Result};
 /// exactly when their canonical forms are equal, so whitespace and key order do not matter.
 pub fn canonicalize(schema: &str) -> Result<(Value, String)> {
     let value: Value = serde_json::from_str(schema).map_err(|e| {
-        Error::decode(format!("schema is not valid JSON ({e}); send the JSON Schema document as a JSON text")).with("schema_excerpt", excerpt(schema))
+        Error::decode(format!("schema is not valid JSON ({e}); send the JSON Schema document as a JSON text"))
+            .with("schema_excerpt", excerpt(schema))
             .with("error_code", crate::errors::codes::INVALID_SCHEMA)
     })?;
     let mut out = String::with_capacity(schema.len());

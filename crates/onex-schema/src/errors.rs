@@ -61,8 +61,8 @@ pub fn from_confluent(status: u16, code: Option<u32>, message: &str) -> Error {
     }
 }
 
-/// Subjects are non-empty, at most 255 bytes, without control characters.
-pub(crate) fn validate_subject(subject: &str) -> Result<()> {
+/// Checks a subject name: non-empty, at most 255 bytes, without control characters.
+pub fn validate_subject(subject: &str) -> Result<()> {
     if subject.is_empty() || subject.len() > 255 || subject.chars().any(char::is_control) {
         return Err(Error::rejected(format!(
             "invalid subject {subject:?}: use 1 to 255 printable characters, conventionally `{{topic}}-value` or `{{topic}}-key`"
@@ -71,13 +71,15 @@ pub(crate) fn validate_subject(subject: &str) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn subject_not_found(subject: &str) -> Error {
+/// NotFound for an unknown subject (code 40401).
+pub fn subject_not_found(subject: &str) -> Error {
     Error::not_found(format!("subject {subject:?} not found (or all its versions are deleted); register a schema under it first"))
         .with("subject", subject)
         .with("error_code", codes::SUBJECT_NOT_FOUND)
 }
 
-pub(crate) fn version_not_found(subject: &str, version: u32) -> Error {
+/// NotFound for an unknown version of a subject (code 40402).
+pub fn version_not_found(subject: &str, version: u32) -> Error {
     Error::not_found(format!("version {version} of subject {subject:?} not found; list the live versions of the subject"))
         .with("subject", subject)
         .with("version", version)

@@ -69,14 +69,17 @@ impl PayloadValidator for RegistryValidator {
     async fn validate_payload(&self, topic: &str, payload: &[u8]) -> Result<()> {
         // Keyed by topic so the hot path allocates nothing when the entry is fresh.
         let registry = &self.registry;
-        let Some(schema) = self.cache.latest(topic, || async move { registry.get(&Self::subject_for(topic), VersionSpec::Latest).await }).await? else {
+        let Some(schema) =
+            self.cache.latest(topic, || async move { registry.get(&Self::subject_for(topic), VersionSpec::Latest).await }).await?
+        else {
             return Ok(());
         };
         let (_, json) = decode_value(payload);
         let value: Value = match serde_json::from_slice(json) {
             Ok(v) => v,
             Err(e) => {
-                let violation = Violation { instance_path: String::new(), keyword: "json".into(), message: format!("payload is not valid JSON: {e}") };
+                let violation =
+                    Violation { instance_path: String::new(), keyword: "json".into(), message: format!("payload is not valid JSON: {e}") };
                 return Err(Error::schema(Some(Self::subject_for(topic)), vec![violation]));
             }
         };

@@ -10,11 +10,13 @@ use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use onex_core::{CompatibilityMode, CompatibilityReport, Error, ErrorKind, Result, SchemaInfo, SchemaRegistry, SchemaType, Secret, VersionSpec};
+use onex_core::{
+    CompatibilityMode, CompatibilityReport, Error, ErrorKind, Result, SchemaInfo, SchemaRegistry, SchemaType, Secret, VersionSpec,
+};
 
 use crate::api_types::{
-    type_name, CompatibilityResponse, ConfigResponse, ConfigUpdate, ErrorBody, IdResponse, SchemaById, SchemaRequest, SubjectAndVersion, SubjectVersion,
-    CONTENT_TYPE,
+    type_name, CompatibilityResponse, ConfigResponse, ConfigUpdate, ErrorBody, IdResponse, SchemaById, SchemaRequest, SubjectAndVersion,
+    SubjectVersion, CONTENT_TYPE,
 };
 use crate::errors::{codes, from_confluent, mode_name, parse_mode};
 use crate::latest::{LatestCache, DEFAULT_LATEST_TTL};
@@ -56,7 +58,9 @@ impl ConfluentRegistryClient {
             Error::config(format!("invalid schema registry URL {base_url:?}: {e}; use http(s)://host:port")).with("url", base_url)
         })?;
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
-            return Err(Error::config(format!("invalid schema registry URL {base_url:?}: the scheme must be http or https")).with("url", base_url));
+            return Err(
+                Error::config(format!("invalid schema registry URL {base_url:?}: the scheme must be http or https")).with("url", base_url)
+            );
         }
         let auth = if base.username().is_empty() {
             None
@@ -103,7 +107,13 @@ impl ConfluentRegistryClient {
         Ok(url)
     }
 
-    async fn call<T: DeserializeOwned>(&self, method: Method, segments: &[&str], query: &[(&str, &str)], body: Option<&impl Serialize>) -> Result<T> {
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        body: Option<&impl Serialize>,
+    ) -> Result<T> {
         let url = self.url(segments, query)?;
         let mut request = self.http.request(method.clone(), url.clone()).header(ACCEPT, format!("{CONTENT_TYPE}, application/json"));
         if let Some((user, password)) = &self.auth {
@@ -116,11 +126,17 @@ impl ConfluentRegistryClient {
         let what = format!("{method} {}", url.path());
         let response = request.send().await.map_err(|e| transport_error(&what, e))?;
         let status = response.status();
-        let retry_after = response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs);
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         let bytes = response.bytes().await.map_err(|e| transport_error(&what, e))?;
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| {
-                Error::protocol(format!("{what}: the registry answered {status} with an unexpected body: {e}")).with("body", crate::canonical::excerpt(&String::from_utf8_lossy(&bytes)))
+                Error::protocol(format!("{what}: the registry answered {status} with an unexpected body: {e}"))
+                    .with("body", crate::canonical::excerpt(&String::from_utf8_lossy(&bytes)))
             });
         }
         let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
@@ -153,7 +169,8 @@ fn transport_error(what: &str, e: reqwest::Error) -> Error {
     if e.is_timeout() {
         Error::timeout(format!("{what}: the schema registry did not answer in time"), DEFAULT_REQUEST_TIMEOUT)
     } else if e.is_connect() {
-        Error::connection(format!("{what}: cannot connect to the schema registry; check the URL and that it is running")).with_source(e.without_url())
+        Error::connection(format!("{what}: cannot connect to the schema registry; check the URL and that it is running"))
+            .with_source(e.without_url())
     } else {
         Error::unavailable(format!("{what}: the exchange with the schema registry failed")).with_source(e.without_url())
     }
@@ -168,7 +185,13 @@ fn parse_type(t: Option<&str>) -> Result<SchemaType> {
 }
 
 fn to_info(v: SubjectVersion) -> Result<SchemaInfo> {
-    Ok(SchemaInfo { schema_type: parse_type(v.schema_type.as_deref())?, subject: v.subject, version: v.version, id: v.id, schema: v.schema })
+    Ok(SchemaInfo {
+        schema_type: parse_type(v.schema_type.as_deref())?,
+        subject: v.subject,
+        version: v.version,
+        id: v.id,
+        schema: v.schema,
+    })
 }
 
 #[async_trait]
@@ -183,7 +206,10 @@ impl SchemaRegistry for ConfluentRegistryClient {
         // The register answer holds only the id; the lookup gives the version.
         let found: SubjectVersion = self.call(Method::POST, &["subjects", subject], &[], Some(&body)).await?;
         if found.id != id {
-            return Err(Error::protocol(format!("the registry registered id {id} but the lookup of subject {subject:?} answered id {}", found.id)));
+            return Err(Error::protocol(format!(
+                "the registry registered id {id} but the lookup of subject {subject:?} answered id {}",
+                found.id
+            )));
         }
         let mut info = to_info(found)?;
         info.schema_type = schema_type;
@@ -199,9 +225,17 @@ impl SchemaRegistry for ConfluentRegistryClient {
         let schema: SchemaById = self.call(Method::GET, &["schemas", "ids", &id_text], &[], no_body()).await?;
         let uses: Vec<SubjectAndVersion> = self.call(Method::GET, &["schemas", "ids", &id_text, "versions"], &[], no_body()).await?;
         let first = uses.into_iter().next().ok_or_else(|| {
-            Error::not_found(format!("schema id {id} is not used by any subject version")).with("id", id).with("error_code", codes::SCHEMA_NOT_FOUND)
+            Error::not_found(format!("schema id {id} is not used by any subject version"))
+                .with("id", id)
+                .with("error_code", codes::SCHEMA_NOT_FOUND)
         })?;
-        Ok(SchemaInfo { subject: first.subject, version: first.version, id, schema_type: parse_type(schema.schema_type.as_deref())?, schema: schema.schema })
+        Ok(SchemaInfo {
+            subject: first.subject,
+            version: first.version,
+            id,
+            schema_type: parse_type(schema.schema_type.as_deref())?,
+            schema: schema.schema,
+        })
     }
 
     async fn subjects(&self) -> Result<Vec<String>> {

@@ -125,7 +125,11 @@ impl CompiledSchema {
 }
 
 fn to_violation(e: &ValidationError<'_>) -> Violation {
-    Violation { instance_path: e.instance_path.as_str().to_string(), keyword: keyword_of(&e.kind).to_string(), message: truncate(&e.to_string()) }
+    Violation {
+        instance_path: e.instance_path.as_str().to_string(),
+        keyword: keyword_of(&e.kind).to_string(),
+        message: truncate(&e.to_string()),
+    }
 }
 
 fn truncate(message: &str) -> String {

@@ -14,8 +14,8 @@ use serde_json::{Map, Value};
 
 use super::direction::{Direction, NARROWED, TIGHTENED};
 use super::types::{
-    accepts_everything, accepts_nothing, allowed_values, contains_ref, count, escape_pointer, finite_values, is_assertion, json_equal, lower_admits,
-    lower_bound, required, show_bound, show_types, type_accepted, type_set, upper_admits, upper_bound,
+    accepts_everything, accepts_nothing, allowed_values, contains_ref, count, escape_pointer, finite_values, is_assertion, json_equal,
+    lower_admits, lower_bound, required, show_bound, show_types, type_accepted, type_set, upper_admits, upper_bound,
 };
 
 /// Reader keywords the checker cannot reason about: accepted only when identical in the writer.
@@ -340,7 +340,9 @@ impl<'a> Checker<'a> {
         for name in required(rmap).difference(&required(wmap)) {
             let message = match self.direction {
                 Direction::Backward => format!("required property '{name}' added: old data may lack it"),
-                Direction::Forward => format!("property '{name}' is no longer required: new data may lack it and the old schema requires it"),
+                Direction::Forward => {
+                    format!("property '{name}' is no longer required: new data may lack it and the old schema requires it")
+                }
             };
             self.push(path, message);
         }

@@ -38,7 +38,8 @@ use onex_core::{Error, SchemaRegistry, SchemaType, VersionSpec};
 pub use error::ApiError;
 
 use crate::api_types::{
-    type_name, CompatibilityResponse, ConfigResponse, ConfigUpdate, IdResponse, SchemaById, SchemaRequest, SubjectAndVersion, SubjectVersion, CONTENT_TYPE,
+    type_name, CompatibilityResponse, ConfigResponse, ConfigUpdate, IdResponse, SchemaById, SchemaRequest, SubjectAndVersion,
+    SubjectVersion, CONTENT_TYPE,
 };
 use crate::canonical::canonicalize;
 use crate::errors::{codes, mode_name, parse_mode};
@@ -90,7 +91,8 @@ fn parse_version(text: &str) -> Result<VersionSpec, ApiError> {
         n => match n.parse::<u32>() {
             Ok(v) if v > 0 => Ok(VersionSpec::Number(v)),
             _ => Err(ApiError(
-                Error::rejected(format!("invalid version {n:?}: use a positive integer, `latest` or -1")).with("error_code", codes::INVALID_VERSION),
+                Error::rejected(format!("invalid version {n:?}: use a positive integer, `latest` or -1"))
+                    .with("error_code", codes::INVALID_VERSION),
             )),
         },
     }
@@ -104,7 +106,13 @@ fn parse_type(t: Option<&str>) -> Result<SchemaType, ApiError> {
 }
 
 fn subject_version(info: onex_core::SchemaInfo) -> SubjectVersion {
-    SubjectVersion { subject: info.subject, version: info.version, id: info.id, schema: info.schema, schema_type: Some(type_name(info.schema_type).into()) }
+    SubjectVersion {
+        subject: info.subject,
+        version: info.version,
+        id: info.id,
+        schema: info.schema,
+        schema_type: Some(type_name(info.schema_type).into()),
+    }
 }
 
 async fn list_subjects(State(r): State<Registry>) -> ApiResult {
@@ -132,7 +140,9 @@ async fn lookup(State(r): State<Registry>, Path(subject): Path<String>, body: By
         }
     }
     Err(ApiError(
-        Error::not_found(format!("subject {subject:?} has no version with this schema")).with("subject", &subject).with("error_code", codes::SCHEMA_NOT_FOUND),
+        Error::not_found(format!("subject {subject:?} has no version with this schema"))
+            .with("subject", &subject)
+            .with("error_code", codes::SCHEMA_NOT_FOUND),
     ))
 }
 
@@ -154,7 +164,9 @@ async fn delete_version(State(r): State<Registry>, Path((subject, version)): Pat
 
 fn parse_id(text: &str) -> Result<u32, ApiError> {
     text.parse().map_err(|_| {
-        ApiError(Error::not_found(format!("no schema with id {text:?}: ids are positive integers")).with("error_code", codes::SCHEMA_NOT_FOUND))
+        ApiError(
+            Error::not_found(format!("no schema with id {text:?}: ids are positive integers")).with("error_code", codes::SCHEMA_NOT_FOUND),
+        )
     })
 }
 

@@ -24,7 +24,13 @@ struct Row {
 
 impl Row {
     fn info(&self, subject: &str) -> SchemaInfo {
-        SchemaInfo { subject: subject.to_string(), version: self.version, id: self.id, schema_type: self.schema_type, schema: self.schema.clone() }
+        SchemaInfo {
+            subject: subject.to_string(),
+            version: self.version,
+            id: self.id,
+            schema_type: self.schema_type,
+            schema: self.schema.clone(),
+        }
     }
 }
 
@@ -102,7 +108,13 @@ pub(crate) fn effective_mode(conn: &Connection, subject: Option<&str>) -> Result
     stored.map_or(Ok(CompatibilityMode::default()), |m| parse_mode(&m))
 }
 
-pub(crate) fn register(conn: &mut Connection, cache: &ValidatorCache, subject: &str, schema: &str, schema_type: SchemaType) -> Result<SchemaInfo> {
+pub(crate) fn register(
+    conn: &mut Connection,
+    cache: &ValidatorCache,
+    subject: &str,
+    schema: &str,
+    schema_type: SchemaType,
+) -> Result<SchemaInfo> {
     validate_subject(subject)?;
     ensure_supported(schema_type)?;
     cache.get_or_compile(schema, schema_type)?;
@@ -129,9 +141,11 @@ pub(crate) fn register(conn: &mut Connection, cache: &ValidatorCache, subject: &
         .with("error_code", codes::INCOMPATIBLE));
     }
     let existing: Option<(u32, String)> = tx
-        .query_row("SELECT id, schema FROM schema_schemas WHERE schema_type = ?1 AND canonical = ?2", params![type_name(schema_type), canonical], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row(
+            "SELECT id, schema FROM schema_schemas WHERE schema_type = ?1 AND canonical = ?2",
+            params![type_name(schema_type), canonical],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .optional()
         .map_err(|e| sql_error("looking up the schema id", e))?;
     let (id, stored_text) = match existing {
@@ -163,17 +177,32 @@ pub(crate) fn get_by_id(conn: &Connection, id: u32) -> Result<SchemaInfo> {
         [id],
         |r| {
             let schema_type: String = r.get(2)?;
-            Ok(SchemaInfo { subject: r.get(0)?, version: r.get(1)?, id, schema_type: SchemaType::parse(&schema_type).unwrap_or(SchemaType::Json), schema: r.get(3)? })
+            Ok(SchemaInfo {
+                subject: r.get(0)?,
+                version: r.get(1)?,
+                id,
+                schema_type: SchemaType::parse(&schema_type).unwrap_or(SchemaType::Json),
+                schema: r.get(3)?,
+            })
         },
     )
     .optional()
     .map_err(|e| sql_error("reading a schema by id", e))?
-    .ok_or_else(|| Error::not_found(format!("no schema with id {id}; list subjects and versions to find ids")).with("id", id).with("error_code", codes::SCHEMA_NOT_FOUND))
+    .ok_or_else(|| {
+        Error::not_found(format!("no schema with id {id}; list subjects and versions to find ids"))
+            .with("id", id)
+            .with("error_code", codes::SCHEMA_NOT_FOUND)
+    })
 }
 
 pub(crate) fn subjects(conn: &Connection) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare_cached("SELECT DISTINCT subject FROM schema_versions WHERE deleted = 0 ORDER BY subject").map_err(|e| sql_error("listing subjects", e))?;
-    let subjects = stmt.query_map([], |r| r.get(0)).and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>()).map_err(|e| sql_error("listing subjects", e))?;
+    let mut stmt = conn
+        .prepare_cached("SELECT DISTINCT subject FROM schema_versions WHERE deleted = 0 ORDER BY subject")
+        .map_err(|e| sql_error("listing subjects", e))?;
+    let subjects = stmt
+        .query_map([], |r| r.get(0))
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
+        .map_err(|e| sql_error("listing subjects", e))?;
     Ok(subjects)
 }
 
@@ -233,7 +262,8 @@ pub(crate) fn delete_subject(conn: &mut Connection, subject: &str, permanent: bo
             .with("subject", subject)
             .with("error_code", codes::SUBJECT_SOFT_DELETED));
         }
-        tx.execute("UPDATE schema_versions SET deleted = 1 WHERE subject = ?1", [subject]).map_err(|e| sql_error("soft-deleting the subject", e))?;
+        tx.execute("UPDATE schema_versions SET deleted = 1 WHERE subject = ?1", [subject])
+            .map_err(|e| sql_error("soft-deleting the subject", e))?;
         live_versions
     };
     tx.commit().map_err(|e| sql_error("committing the delete", e))?;
@@ -258,7 +288,8 @@ pub(crate) fn delete_version(conn: &mut Connection, subject: &str, version: u32,
             .with("version", version)
             .with("error_code", codes::VERSION_NOT_SOFT_DELETED));
         }
-        tx.execute("DELETE FROM schema_versions WHERE subject = ?1 AND version = ?2", params![subject, version]).map_err(|e| sql_error("deleting the version", e))?;
+        tx.execute("DELETE FROM schema_versions WHERE subject = ?1 AND version = ?2", params![subject, version])
+            .map_err(|e| sql_error("deleting the version", e))?;
     } else {
         if row.deleted {
             return Err(Error::not_found(format!(

@@ -50,10 +50,10 @@ pub(crate) fn open(path: &Path) -> Result<Connection> {
     conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| sql_error("setting busy_timeout", e))?;
     // Reading the header first: on a file that is not a database this fails before anything is written.
     conn.query_row("PRAGMA schema_version", [], |r| r.get::<_, i64>(0)).map_err(|e| match e.sqlite_error_code() {
-        Some(ErrorCode::NotADatabase) => Error::initialization(format!(
-            "{shown} is not an SQLite database; point the registry at the bus's sqlite file (or a new path)"
-        ))
-        .with("path", &shown),
+        Some(ErrorCode::NotADatabase) => {
+            Error::initialization(format!("{shown} is not an SQLite database; point the registry at the bus's sqlite file (or a new path)"))
+                .with("path", &shown)
+        }
         _ => sql_error("reading the database header", e).with("path", &shown),
     })?;
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(|e| sql_error("enabling WAL", e))?;
@@ -61,12 +61,17 @@ pub(crate) fn open(path: &Path) -> Result<Connection> {
         tracing::warn!(path = %shown, journal_mode = %mode, "sqlite did not switch to WAL mode");
     }
     conn.execute_batch(CREATE).map_err(|e| sql_error("creating the schema registry tables", e))?;
-    let stored: Option<String> =
-        conn.query_row("SELECT value FROM onex_meta WHERE key = ?1", [VERSION_KEY], |r| r.get(0)).optional().map_err(|e| sql_error("reading onex_meta", e))?;
+    let stored: Option<String> = conn
+        .query_row("SELECT value FROM onex_meta WHERE key = ?1", [VERSION_KEY], |r| r.get(0))
+        .optional()
+        .map_err(|e| sql_error("reading onex_meta", e))?;
     match stored.as_deref().map(str::parse::<u32>) {
         None => {
-            conn.execute("INSERT OR IGNORE INTO onex_meta (key, value) VALUES (?1, ?2)", rusqlite::params![VERSION_KEY, TABLES_VERSION.to_string()])
-                .map_err(|e| sql_error("writing onex_meta", e))?;
+            conn.execute(
+                "INSERT OR IGNORE INTO onex_meta (key, value) VALUES (?1, ?2)",
+                rusqlite::params![VERSION_KEY, TABLES_VERSION.to_string()],
+            )
+            .map_err(|e| sql_error("writing onex_meta", e))?;
         }
         Some(Ok(v)) if v <= TABLES_VERSION => {}
         Some(Ok(v)) => {
@@ -75,7 +80,9 @@ pub(crate) fn open(path: &Path) -> Result<Connection> {
             )))
         }
         Some(Err(_)) => {
-            return Err(Error::initialization(format!("{shown}: onex_meta.{VERSION_KEY} is not a number ({stored:?}); the file was changed by hand")))
+            return Err(Error::initialization(format!(
+                "{shown}: onex_meta.{VERSION_KEY} is not a number ({stored:?}); the file was changed by hand"
+            )))
         }
     }
     Ok(conn)

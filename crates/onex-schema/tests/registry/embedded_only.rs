@@ -113,7 +113,10 @@ async fn tables_from_a_newer_onex_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("onex.db");
     drop(SqliteSchemaRegistry::open(&path).await.unwrap());
-    rusqlite::Connection::open(&path).unwrap().execute("UPDATE onex_meta SET value = '99' WHERE key = 'schema_registry_version'", []).unwrap();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute("UPDATE onex_meta SET value = '99' WHERE key = 'schema_registry_version'", [])
+        .unwrap();
     let err = SqliteSchemaRegistry::open(&path).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Initialization);
     assert!(err.to_string().contains("version 99") && err.to_string().contains("upgrade onex"), "{err}");

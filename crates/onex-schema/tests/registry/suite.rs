@@ -22,7 +22,10 @@ pub(crate) async fn register_get_and_list(r: &dyn SchemaRegistry) {
     assert_eq!(r.subjects().await.unwrap(), vec!["orders-value".to_string()]);
     let by_id = r.get_by_id(info.id).await.unwrap();
     assert_eq!((by_id.subject.as_str(), by_id.version, by_id.id), ("orders-value", 1, info.id));
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&by_id.schema).unwrap(), serde_json::from_str::<serde_json::Value>(QTY_NUMBER).unwrap());
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&by_id.schema).unwrap(),
+        serde_json::from_str::<serde_json::Value>(QTY_NUMBER).unwrap()
+    );
 }
 
 pub(crate) async fn identical_schema_returns_existing_id_and_version(r: &dyn SchemaRegistry) {
@@ -182,7 +185,10 @@ pub(crate) async fn validate_reports_every_violation(r: &dyn SchemaRegistry) {
     });
     r.register("users-value", &schema.to_string(), SchemaType::Json).await.unwrap();
     r.validate("users-value", &json!({"id": 1, "email": "a@b.c", "tags": ["x"]})).await.unwrap();
-    let err = expect_kind(r.validate("users-value", &json!({"id": "one", "email": "far-too-long@x", "tags": ["ok", 2], "extra": 1})).await, ErrorKind::Schema);
+    let err = expect_kind(
+        r.validate("users-value", &json!({"id": "one", "email": "far-too-long@x", "tags": ["ok", 2], "extra": 1})).await,
+        ErrorKind::Schema,
+    );
     let Error::Schema { subject, violations } = err else { unreachable!() };
     assert_eq!(subject.as_deref(), Some("users-value"));
     let mut got: Vec<(String, String)> = violations.iter().map(|v| (v.instance_path.clone(), v.keyword.clone())).collect();

@@ -8,7 +8,8 @@ use onex_schema::{encode_confluent, RegistryValidator};
 
 use crate::support;
 
-const ORDER: &str = r#"{"type": "object", "properties": {"id": {"type": "integer"}, "sku": {"type": "string"}}, "required": ["id", "sku"]}"#;
+const ORDER: &str =
+    r#"{"type": "object", "properties": {"id": {"type": "integer"}, "sku": {"type": "string"}}, "required": ["id", "sku"]}"#;
 
 #[tokio::test(start_paused = true)]
 async fn validates_against_topic_value_subject_and_caches_for_the_ttl() {
