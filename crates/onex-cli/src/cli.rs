@@ -37,6 +37,15 @@ pub enum Command {
         #[command(subcommand)]
         action: TopicsAction,
     },
+    /// Schema registry: register, check, validate, configure.
+    Schema {
+        /// Remote Confluent-compatible registry URL (default: the registry embedded in the sqlite bus file).
+        #[arg(long, env = "ONEX_REGISTRY")]
+        registry: Option<String>,
+        /// What to do.
+        #[command(subcommand)]
+        action: crate::commands::schema::SchemaCommand,
+    },
     /// Benchmarks: our path against the raw baseline in the same run.
     Bench(BenchArgs),
     /// Print the version.

@@ -1,6 +1,7 @@
 //! `onex bench SCENARIO`: our path and the raw baseline, in the same run (DESIGN §8).
 
 mod bus_memory;
+pub mod bus_sqlite;
 pub mod report;
 
 use onex_core::{Error, Result};
@@ -20,6 +21,7 @@ pub(crate) fn payload_256(i: u64) -> serde_json::Value {
 pub(crate) async fn run(args: BenchArgs, json: bool) -> Result<()> {
     let reports = match args.scenario.as_str() {
         "bus-memory" => bus_memory::run(args.messages.unwrap_or(1_000_000)).await?,
+        "bus-sqlite" => bus_sqlite::run(args.messages.unwrap_or(200_000)).await?,
         other => {
             return Err(Error::config(format!("unknown bench scenario {other:?}; known: bus-memory")));
         }

@@ -3,6 +3,7 @@
 
 pub(crate) mod consume;
 pub(crate) mod publish;
+pub mod schema;
 pub(crate) mod topics;
 
 use std::sync::Arc;

@@ -1,0 +1,257 @@
+//! `bench bus-sqlite`: the sqlite transport against raw rusqlite on the same machine, in the
+//! same run, 256-byte payloads, default sync (`NORMAL`, WAL):
+//!
+//! - `bus-sqlite/pipelined`: one publisher keeping up to 1,000 publishes in flight vs raw
+//!   inserts in transactions of 1,000;
+//! - `bus-sqlite/concurrent16`: 16 publishers each awaiting every publish (group commit) vs
+//!   raw inserts in transactions of 16;
+//! - `bus-sqlite/consume`: subscribe and handle every record of the pipelined run (commits on)
+//!   vs a raw `SELECT` range scan of the baseline table.
+//!
+//! The baseline table has the same columns and key as the transport's `bus_records`
+//! (row id = partition << 40 | offset), and the baseline encodes headers inside the timed loop,
+//! as any real writer must.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::stream::{FuturesUnordered, StreamExt};
+use onex_bus::sqlite::rusqlite::{self, params};
+use onex_bus::sqlite::{SqliteConfig, SqliteTransport};
+use onex_bus::{BusConfig, TransportBus};
+use onex_core::envelope::encode_record;
+use onex_core::{handler_fn, Delivery, Envelope, Error, EventBus, EventMessage, Headers, Record, Result, Subscription, TopicSpec};
+use tokio::sync::Notify;
+
+use super::{payload_256, Latencies, ScenarioReport, Side};
+
+const PARTITIONS: u32 = 4;
+const IN_FLIGHT: usize = 1000;
+const PUBLISHERS: usize = 16;
+const TARGET: f64 = 0.7;
+
+/// The same DDL as the transport's record table.
+const BASELINE_DDL: &str = "CREATE TABLE records(id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, key BLOB, value BLOB NOT NULL, headers BLOB)";
+
+fn records(n: u64) -> Result<Vec<Record>> {
+    (0..n)
+        .map(|i| {
+            let payload = Bytes::from(serde_json::to_vec(&payload_256(i))?);
+            let env = Envelope::from_json_bytes("bench.order_created.v1", payload)?.with_source("bench").with_partition_key(format!("k{}", i % 64));
+            Ok(encode_record(&env))
+        })
+        .collect()
+}
+
+/// A scratch directory removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!("onex-bench-sqlite-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).map_err(|e| Error::config(format!("cannot create scratch directory {}: {e}", dir.display())))?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn open_bus(path: &Path) -> Result<Arc<TransportBus>> {
+    let transport = SqliteTransport::open(path, SqliteConfig::default()).await?;
+    let bus = Arc::new(TransportBus::with_config(transport, BusConfig { default_partitions: PARTITIONS, ..BusConfig::default() }));
+    bus.admin().create_topic(TopicSpec::new("bench", PARTITIONS)).await?;
+    Ok(bus)
+}
+
+fn message(r: &Record) -> EventMessage {
+    EventMessage { topic: "bench".into(), key: r.key.clone(), value: r.value.clone(), headers: r.headers.clone(), partition: None }
+}
+
+async fn ours_pipelined(bus: &TransportBus, recs: &[Record]) -> Result<Side> {
+    // Built before the clock starts, as the baseline's records are.
+    let messages: Vec<EventMessage> = recs.iter().map(message).collect();
+    let mut lat = Latencies::default();
+    let mut pending = FuturesUnordered::new();
+    let start = Instant::now();
+    for msg in messages {
+        pending.push(async move {
+            let t = Instant::now();
+            bus.publish(msg).await.map(|_| t.elapsed())
+        });
+        if pending.len() >= IN_FLIGHT {
+            lat.record(pending.next().await.expect("non-empty")?);
+        }
+    }
+    while let Some(d) = pending.next().await {
+        lat.record(d?);
+    }
+    Ok(Side::new(format!("TransportBus(sqlite).publish, 1 publisher, ≤{IN_FLIGHT} in flight"), recs.len() as u64, start.elapsed(), "msg/s", &lat))
+}
+
+async fn ours_concurrent(bus: Arc<TransportBus>, recs: Arc<Vec<Record>>) -> Result<Side> {
+    let go = Arc::new(tokio::sync::Barrier::new(PUBLISHERS + 1));
+    let tasks: Vec<_> = (0..PUBLISHERS)
+        .map(|w| {
+            let (bus, go) = (bus.clone(), go.clone());
+            let messages: Vec<EventMessage> = recs.iter().skip(w).step_by(PUBLISHERS).map(message).collect();
+            tokio::spawn(async move {
+                let mut lat = Latencies::default();
+                go.wait().await;
+                for msg in messages {
+                    let t = Instant::now();
+                    bus.publish(msg).await?;
+                    lat.record(t.elapsed());
+                }
+                Ok::<_, Error>(lat)
+            })
+        })
+        .collect();
+    go.wait().await;
+    let start = Instant::now();
+    let mut lat = Latencies::default();
+    for t in tasks {
+        lat.merge(&t.await.map_err(|e| Error::unavailable(format!("publisher task failed: {e}")))??);
+    }
+    Ok(Side::new(format!("TransportBus(sqlite).publish, {PUBLISHERS} publishers each awaiting every publish"), recs.len() as u64, start.elapsed(), "msg/s", &lat))
+}
+
+async fn ours_consume(bus: &TransportBus, n: u64) -> Result<Side> {
+    let count = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(Notify::new());
+    let (c2, d2) = (count.clone(), done.clone());
+    let handler = handler_fn(move |_d: Delivery| {
+        let (count, done) = (c2.clone(), d2.clone());
+        async move {
+            if count.fetch_add(1, Ordering::Relaxed) + 1 == n {
+                done.notify_one();
+            }
+            Ok(())
+        }
+    });
+    let start = Instant::now();
+    bus.subscribe(Subscription::new("bench", "bench-consume", handler)).await?;
+    bus.start().await?;
+    done.notified().await;
+    let elapsed = start.elapsed();
+    bus.stop_consuming(Duration::from_secs(10)).await?;
+    Ok(Side::new("TransportBus(sqlite) subscribe → handler, 1 group, 4 partitions, commits on (latency not sampled)", n, elapsed, "msg/s", &Latencies::default()))
+}
+
+/// Length-prefixed headers: what a raw writer has to do to store them at all.
+fn raw_headers(h: &Headers) -> Option<Vec<u8>> {
+    if h.is_empty() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(h.byte_len() + 8 * h.len());
+    for (k, v) in h.iter() {
+        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        out.extend_from_slice(v);
+    }
+    Some(out)
+}
+
+fn open_raw(path: &Path) -> Result<rusqlite::Connection> {
+    let sql = |e: rusqlite::Error| Error::unavailable(format!("raw rusqlite baseline failed: {e}"));
+    let conn = rusqlite::Connection::open(path).map_err(sql)?;
+    conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0)).map_err(sql)?;
+    conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql)?;
+    conn.execute_batch(&format!("CREATE TABLE IF NOT EXISTS {}", BASELINE_DDL.trim_start_matches("CREATE TABLE "))).map_err(sql)?;
+    Ok(conn)
+}
+
+/// Inserts `recs` in transactions of `batch`; every record's latency is its transaction's.
+fn raw_insert(path: &Path, recs: &[Record], batch: usize) -> Result<Side> {
+    let sql = |e: rusqlite::Error| Error::unavailable(format!("raw rusqlite baseline failed: {e}"));
+    let mut conn = open_raw(path)?;
+    let mut lat = Latencies::default();
+    let mut next = [0u64; PARTITIONS as usize];
+    let start = Instant::now();
+    for chunk in recs.chunks(batch) {
+        let t = Instant::now();
+        let tx = conn.transaction().map_err(sql)?;
+        {
+            let mut stmt = tx.prepare_cached("INSERT INTO records(id, ts, key, value, headers) VALUES (?1, ?2, ?3, ?4, ?5)").map_err(sql)?;
+            let ts = chrono::Utc::now().timestamp_micros();
+            for (i, r) in chunk.iter().enumerate() {
+                let p = i % PARTITIONS as usize;
+                let id = ((p as i64) << 40) | next[p] as i64;
+                next[p] += 1;
+                stmt.execute(params![id, ts, r.key.as_deref(), &r.value[..], raw_headers(&r.headers)]).map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)?;
+        let d = t.elapsed();
+        for _ in chunk {
+            lat.record(d);
+        }
+    }
+    Ok(Side::new(format!("raw rusqlite INSERT, transactions of {batch}, same table layout"), recs.len() as u64, start.elapsed(), "msg/s", &lat))
+}
+
+/// Reads every row back with one range scan, copying out key, value and headers.
+fn raw_scan(path: &Path) -> Result<Side> {
+    let sql = |e: rusqlite::Error| Error::unavailable(format!("raw rusqlite baseline failed: {e}"));
+    let conn = open_raw(path)?;
+    let start = Instant::now();
+    let mut stmt = conn.prepare("SELECT id, ts, key, value, headers FROM records WHERE id >= ?1 ORDER BY id").map_err(sql)?;
+    let mut rows = stmt.query([0i64]).map_err(sql)?;
+    let mut n = 0u64;
+    let mut bytes = 0usize;
+    while let Some(row) = rows.next().map_err(sql)? {
+        let key: Option<Vec<u8>> = row.get(2).map_err(sql)?;
+        let value: Vec<u8> = row.get(3).map_err(sql)?;
+        let headers: Option<Vec<u8>> = row.get(4).map_err(sql)?;
+        bytes += key.map_or(0, |k| k.len()) + value.len() + headers.map_or(0, |h| h.len());
+        n += 1;
+    }
+    std::hint::black_box(bytes);
+    Ok(Side::new("raw rusqlite SELECT range scan of the same rows, copying key/value/headers", n, start.elapsed(), "msg/s", &Latencies::default()))
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::unavailable(format!("baseline task failed: {e}")))?
+}
+
+/// Runs the three scenarios with `messages` records each.
+pub async fn run(messages: u64) -> Result<Vec<ScenarioReport>> {
+    let messages = messages.max(PUBLISHERS as u64);
+    let recs = Arc::new(records(messages)?);
+    let scratch = Scratch::new()?;
+    let params = |extra: serde_json::Value| {
+        let mut p = serde_json::json!({"messages": messages, "payload_bytes": 256, "partitions": PARTITIONS, "sync": "normal", "journal": "wal"});
+        if let (Some(p), Some(e)) = (p.as_object_mut(), extra.as_object()) {
+            p.extend(e.clone());
+        }
+        p
+    };
+    let mut reports = Vec::new();
+
+    let (raw_a, r) = (scratch.0.join("raw-pipelined.db"), recs.clone());
+    let base = blocking(move || raw_insert(&raw_a, &r, IN_FLIGHT)).await?;
+    let bus = open_bus(&scratch.0.join("ours-pipelined.db")).await?;
+    let ours = ours_pipelined(&bus, &recs).await?;
+    reports.push(ScenarioReport::new("bus-sqlite/pipelined", ours, base, TARGET, params(serde_json::json!({"in_flight": IN_FLIGHT}))));
+
+    let (raw_b, r) = (scratch.0.join("raw-concurrent.db"), recs.clone());
+    let base = blocking(move || raw_insert(&raw_b, &r, PUBLISHERS)).await?;
+    let bus16 = open_bus(&scratch.0.join("ours-concurrent.db")).await?;
+    let ours = ours_concurrent(bus16.clone(), recs.clone()).await?;
+    bus16.transport().close().await?;
+    reports.push(ScenarioReport::new("bus-sqlite/concurrent16", ours, base, TARGET, params(serde_json::json!({"publishers": PUBLISHERS}))));
+
+    let raw_a = scratch.0.join("raw-pipelined.db");
+    let base = blocking(move || raw_scan(&raw_a)).await?;
+    let ours = ours_consume(&bus, messages).await?;
+    bus.transport().close().await?;
+    reports.push(ScenarioReport::new("bus-sqlite/consume", ours, base, TARGET, params(serde_json::json!({"max_poll_records": 1000}))));
+    Ok(reports)
+}
