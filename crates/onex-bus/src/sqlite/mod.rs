@@ -61,6 +61,10 @@ use self::consumer::SqliteConsumer;
 use self::writer::Writer;
 use crate::transport::{ProduceRecord, Transport, TransportConsumer, TransportFeatures};
 
+/// The SQLite binding this transport is built with, so that tools and benchmarks comparing
+/// against raw SQLite use the very same build.
+pub use rusqlite;
+
 /// The bus schema version this build reads and writes (`onex_meta.bus_schema_version`).
 pub const BUS_SCHEMA_VERSION: i64 = schema::BUS_SCHEMA_VERSION;
 

@@ -40,7 +40,9 @@ fn records(n: u64) -> Result<Vec<Record>> {
     (0..n)
         .map(|i| {
             let payload = Bytes::from(serde_json::to_vec(&payload_256(i))?);
-            let env = Envelope::from_json_bytes("bench.order_created.v1", payload)?.with_source("bench").with_partition_key(format!("k{}", i % 64));
+            let env = Envelope::from_json_bytes("bench.order_created.v1", payload)?
+                .with_source("bench")
+                .with_partition_key(format!("k{}", i % 64));
             Ok(encode_record(&env))
         })
         .collect()
@@ -92,7 +94,13 @@ async fn ours_pipelined(bus: &TransportBus, recs: &[Record]) -> Result<Side> {
     while let Some(d) = pending.next().await {
         lat.record(d?);
     }
-    Ok(Side::new(format!("TransportBus(sqlite).publish, 1 publisher, ≤{IN_FLIGHT} in flight"), recs.len() as u64, start.elapsed(), "msg/s", &lat))
+    Ok(Side::new(
+        format!("TransportBus(sqlite).publish, 1 publisher, ≤{IN_FLIGHT} in flight"),
+        recs.len() as u64,
+        start.elapsed(),
+        "msg/s",
+        &lat,
+    ))
 }
 
 async fn ours_concurrent(bus: Arc<TransportBus>, recs: Arc<Vec<Record>>) -> Result<Side> {
@@ -119,7 +127,13 @@ async fn ours_concurrent(bus: Arc<TransportBus>, recs: Arc<Vec<Record>>) -> Resu
     for t in tasks {
         lat.merge(&t.await.map_err(|e| Error::unavailable(format!("publisher task failed: {e}")))??);
     }
-    Ok(Side::new(format!("TransportBus(sqlite).publish, {PUBLISHERS} publishers each awaiting every publish"), recs.len() as u64, start.elapsed(), "msg/s", &lat))
+    Ok(Side::new(
+        format!("TransportBus(sqlite).publish, {PUBLISHERS} publishers each awaiting every publish"),
+        recs.len() as u64,
+        start.elapsed(),
+        "msg/s",
+        &lat,
+    ))
 }
 
 async fn ours_consume(bus: &TransportBus, n: u64) -> Result<Side> {
@@ -141,7 +155,13 @@ async fn ours_consume(bus: &TransportBus, n: u64) -> Result<Side> {
     done.notified().await;
     let elapsed = start.elapsed();
     bus.stop_consuming(Duration::from_secs(10)).await?;
-    Ok(Side::new("TransportBus(sqlite) subscribe → handler, 1 group, 4 partitions, commits on (latency not sampled)", n, elapsed, "msg/s", &Latencies::default()))
+    Ok(Side::new(
+        "TransportBus(sqlite) subscribe → handler, 1 group, 4 partitions, commits on (latency not sampled)",
+        n,
+        elapsed,
+        "msg/s",
+        &Latencies::default(),
+    ))
 }
 
 /// Length-prefixed headers: what a raw writer has to do to store them at all.
@@ -179,7 +199,8 @@ fn raw_insert(path: &Path, recs: &[Record], batch: usize) -> Result<Side> {
         let t = Instant::now();
         let tx = conn.transaction().map_err(sql)?;
         {
-            let mut stmt = tx.prepare_cached("INSERT INTO records(id, ts, key, value, headers) VALUES (?1, ?2, ?3, ?4, ?5)").map_err(sql)?;
+            let mut stmt =
+                tx.prepare_cached("INSERT INTO records(id, ts, key, value, headers) VALUES (?1, ?2, ?3, ?4, ?5)").map_err(sql)?;
             let ts = chrono::Utc::now().timestamp_micros();
             for (i, r) in chunk.iter().enumerate() {
                 let p = i % PARTITIONS as usize;
@@ -194,7 +215,13 @@ fn raw_insert(path: &Path, recs: &[Record], batch: usize) -> Result<Side> {
             lat.record(d);
         }
     }
-    Ok(Side::new(format!("raw rusqlite INSERT, transactions of {batch}, same table layout"), recs.len() as u64, start.elapsed(), "msg/s", &lat))
+    Ok(Side::new(
+        format!("raw rusqlite INSERT, transactions of {batch}, same table layout"),
+        recs.len() as u64,
+        start.elapsed(),
+        "msg/s",
+        &lat,
+    ))
 }
 
 /// Reads every row back with one range scan, copying out key, value and headers.
@@ -214,7 +241,13 @@ fn raw_scan(path: &Path) -> Result<Side> {
         n += 1;
     }
     std::hint::black_box(bytes);
-    Ok(Side::new("raw rusqlite SELECT range scan of the same rows, copying key/value/headers", n, start.elapsed(), "msg/s", &Latencies::default()))
+    Ok(Side::new(
+        "raw rusqlite SELECT range scan of the same rows, copying key/value/headers",
+        n,
+        start.elapsed(),
+        "msg/s",
+        &Latencies::default(),
+    ))
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -227,7 +260,8 @@ pub async fn run(messages: u64) -> Result<Vec<ScenarioReport>> {
     let recs = Arc::new(records(messages)?);
     let scratch = Scratch::new()?;
     let params = |extra: serde_json::Value| {
-        let mut p = serde_json::json!({"messages": messages, "payload_bytes": 256, "partitions": PARTITIONS, "sync": "normal", "journal": "wal"});
+        let mut p =
+            serde_json::json!({"messages": messages, "payload_bytes": 256, "partitions": PARTITIONS, "sync": "normal", "journal": "wal"});
         if let (Some(p), Some(e)) = (p.as_object_mut(), extra.as_object()) {
             p.extend(e.clone());
         }
