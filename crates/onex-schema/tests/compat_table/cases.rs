@@ -371,6 +371,22 @@ pub(crate) fn cases() -> Vec<Case> {
             "cannot decide: `not` present only in the new schema",
         ),
         case(
+            "add an if/then",
+            json!({"type": "object"}),
+            json!({"type": "object", "if": {"required": ["a"]}, "then": {"required": ["b"]}}),
+            false,
+            true,
+            "cannot decide: `if` present only in the new schema",
+        ),
+        case(
+            "draft-07 tuple: forbid extra items (additionalItems: false)",
+            json!({"$schema": "http://json-schema.org/draft-07/schema#", "type": "array", "items": [{"type": "string"}]}),
+            json!({"$schema": "http://json-schema.org/draft-07/schema#", "type": "array", "items": [{"type": "string"}], "additionalItems": false}),
+            false,
+            true,
+            "#/items: the new schema accepts nothing (false) but the old one accepts values here",
+        ),
+        case(
             "accept anything (true) to a typed schema",
             json!(true),
             json!({"type": "object"}),

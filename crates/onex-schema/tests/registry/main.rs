@@ -4,6 +4,7 @@
 //! Run: `cargo test -p onex-schema --all-features --test registry`.
 
 mod embedded_only;
+mod rest_only;
 mod suite;
 mod support;
 mod validator;
