@@ -40,3 +40,11 @@ pub use graphql::GraphQlHandler;
 
 mod registration;
 pub use registration::{build, register_all, registry};
+
+/// The HTTP client crate this handler is built on, for code that must use the very same
+/// version (benchmark baselines, custom clients).
+#[cfg(feature = "http")]
+pub use reqwest;
+/// The PostgreSQL client crates the handler is built on (same versions as the handler).
+#[cfg(feature = "postgres")]
+pub use {deadpool_postgres, tokio_postgres};

@@ -20,7 +20,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::report::{Latencies, ScenarioReport, Side};
 
-const ITEM: &[u8] = br#"{"id":42,"sku":"sku-0042","name":"Blue widget","price_cents":1299,"currency":"EUR","in_stock":true,"tags":["a","b"]}"#;
+const ITEM: &[u8] =
+    br#"{"id":42,"sku":"sku-0042","name":"Blue widget","price_cents":1299,"currency":"EUR","in_stock":true,"tags":["a","b"]}"#;
 const RECEIPT: &[u8] = br#"{"ok":true,"charge_id":"ch_0001"}"#;
 
 /// Runs `call(i)` for i in 0..requests on `concurrency` tasks; returns wall time and latencies.
@@ -73,7 +74,8 @@ async fn serve_connection(mut sock: TcpStream) -> std::io::Result<()> {
             }
         };
         let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-        let content_length: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+        let content_length: usize =
+            head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
         while buf.len() < head_end + content_length {
             if sock.read_buf(&mut buf).await? == 0 {
                 return Ok(());
@@ -81,7 +83,9 @@ async fn serve_connection(mut sock: TcpStream) -> std::io::Result<()> {
         }
         let body = if head.starts_with("post") { RECEIPT } else { ITEM };
         out.clear();
-        out.extend_from_slice(format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", body.len()).as_bytes());
+        out.extend_from_slice(
+            format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", body.len()).as_bytes(),
+        );
         out.extend_from_slice(body);
         sock.write_all(&out).await?;
         buf.advance(head_end + content_length);
@@ -89,7 +93,8 @@ async fn serve_connection(mut sock: TcpStream) -> std::io::Result<()> {
 }
 
 async fn start_server() -> Result<String> {
-    let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| Error::initialization("cannot bind the bench HTTP server").with_source(e))?;
+    let listener =
+        TcpListener::bind("127.0.0.1:0").await.map_err(|e| Error::initialization("cannot bind the bench HTTP server").with_source(e))?;
     let addr = listener.local_addr().map_err(|e| Error::initialization("bench server address").with_source(e))?;
     tokio::spawn(async move {
         while let Ok((sock, _)) = listener.accept().await {
@@ -128,8 +133,13 @@ pub async fn run(concurrency: &[usize], requests: u64) -> Result<Vec<ScenarioRep
             move |i: u64| {
                 let (raw, base) = (raw.clone(), base.clone());
                 async move {
-                    let req = if i % 2 == 0 { raw.get(format!("{base}/items/{}", i % 1000)) } else { raw.post(format!("{base}/orders")).json(&order(i)) };
-                    let resp = req.timeout(timeout).send().await.map_err(|e| Error::unavailable("baseline request failed").with_source(e))?;
+                    let req = if i & 1 == 0 {
+                        raw.get(format!("{base}/items/{}", i % 1000))
+                    } else {
+                        raw.post(format!("{base}/orders")).json(&order(i))
+                    };
+                    let resp =
+                        req.timeout(timeout).send().await.map_err(|e| Error::unavailable("baseline request failed").with_source(e))?;
                     if !resp.status().is_success() {
                         return Err(Error::unavailable(format!("baseline got {}", resp.status())));
                     }
@@ -143,7 +153,7 @@ pub async fn run(concurrency: &[usize], requests: u64) -> Result<Vec<ScenarioRep
             move |i: u64| {
                 let (ours, op) = (ours.clone(), op.clone());
                 async move {
-                    let req = if i % 2 == 0 {
+                    let req = if i & 1 == 0 {
                         ProtocolRequest::new("GET", "/items/{id}").with_params(json!({"id": i % 1000}))
                     } else {
                         ProtocolRequest::new("POST", "/orders").with_json(order(i))

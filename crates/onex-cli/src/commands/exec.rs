@@ -66,7 +66,10 @@ fn parse_json(flag: &str, text: &str) -> Result<Value> {
 
 /// Whether `operation` may be repeated after it reached the server.
 pub fn is_idempotent(operation: &str) -> bool {
-    !matches!(operation.to_ascii_uppercase().as_str(), "POST" | "PATCH" | "DB.EXECUTE" | "DB.TRANSACTION" | "CACHE.INCR" | "GRAPHQL.MUTATION")
+    !matches!(
+        operation.to_ascii_uppercase().as_str(),
+        "POST" | "PATCH" | "DB.EXECUTE" | "DB.TRANSACTION" | "CACHE.INCR" | "GRAPHQL.MUTATION"
+    )
 }
 
 /// Builds the request `args` describe.
@@ -220,7 +223,9 @@ mod tests {
     #[test]
     fn idempotency_follows_the_operation() {
         assert!(is_idempotent("GET") && is_idempotent("db.query") && is_idempotent("cache.set") && is_idempotent("put"));
-        assert!(!is_idempotent("POST") && !is_idempotent("db.execute") && !is_idempotent("cache.incr") && !is_idempotent("graphql.mutation"));
+        assert!(
+            !is_idempotent("POST") && !is_idempotent("db.execute") && !is_idempotent("cache.incr") && !is_idempotent("graphql.mutation")
+        );
     }
 
     #[tokio::test]
