@@ -37,6 +37,8 @@ pub enum Command {
         #[command(subcommand)]
         action: TopicsAction,
     },
+    /// Call a handler once: `onex exec http --url URL GET /path`, `onex exec postgres --url URL db.query SQL`.
+    Exec(crate::commands::exec::ExecArgs),
     /// Schema registry: register, check, validate, configure.
     Schema {
         /// Remote Confluent-compatible registry URL (default: the registry embedded in the sqlite bus file).

@@ -2,6 +2,8 @@
 
 mod bus_memory;
 pub mod bus_sqlite;
+pub mod http;
+pub mod postgres;
 pub mod report;
 
 use onex_core::{Error, Result};
@@ -18,12 +20,25 @@ pub(crate) fn payload_256(i: u64) -> serde_json::Value {
     v
 }
 
+/// Scenario names.
+pub const SCENARIOS: [&str; 4] = ["bus-memory", "bus-sqlite", "http", "postgres"];
+
+fn levels(args: &BenchArgs) -> Vec<usize> {
+    if args.concurrency.is_empty() {
+        vec![1, 64]
+    } else {
+        args.concurrency.clone()
+    }
+}
+
 pub(crate) async fn run(args: BenchArgs, json: bool) -> Result<()> {
     let reports = match args.scenario.as_str() {
         "bus-memory" => bus_memory::run(args.messages.unwrap_or(1_000_000)).await?,
         "bus-sqlite" => bus_sqlite::run(args.messages.unwrap_or(200_000)).await?,
+        "http" => http::run(&levels(&args), args.requests.unwrap_or(20_000)).await?,
+        "postgres" => postgres::run(&levels(&args), args.requests.unwrap_or(20_000)).await?,
         other => {
-            return Err(Error::config(format!("unknown bench scenario {other:?}; known: bus-memory")));
+            return Err(Error::config(format!("unknown bench scenario {other:?}; known: {}", SCENARIOS.join(", "))));
         }
     };
     for r in &reports {
