@@ -69,7 +69,7 @@ mod wire;
 pub use latest::DEFAULT_LATEST_TTL;
 pub use payload_validator::RegistryValidator;
 #[cfg(feature = "rest")]
-pub use rest_client::{ConfluentRegistryClient, DEFAULT_REQUEST_TIMEOUT};
+pub use rest_client::{ConfluentRegistryClient, DEFAULT_REQUEST_TIMEOUT, MAX_RESPONSE_BYTES};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteSchemaRegistry;
 pub use validation::{CompiledSchema, ValidatorCache};

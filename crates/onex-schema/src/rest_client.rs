@@ -23,6 +23,8 @@ use crate::latest::{LatestCache, DEFAULT_LATEST_TTL};
 
 /// Default time limit of one request.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest answer read from the registry (schemas are small; this bounds a misbehaving server).
+pub const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// A client of a Confluent-compatible schema registry.
 ///
@@ -132,7 +134,7 @@ impl ConfluentRegistryClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let bytes = response.bytes().await.map_err(|e| transport_error(&what, e))?;
+        let bytes = read_limited(response, &what).await?;
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| {
                 Error::protocol(format!("{what}: the registry answered {status} with an unexpected body: {e}"))
@@ -158,6 +160,25 @@ impl ConfluentRegistryClient {
         let found: SubjectVersion = self.call(Method::GET, &["subjects", subject, "versions", &version], &[], no_body()).await?;
         to_info(found)
     }
+}
+
+/// Reads an answer body, refusing one over [`MAX_RESPONSE_BYTES`] before and while reading it.
+async fn read_limited(mut response: reqwest::Response, what: &str) -> Result<Vec<u8>> {
+    if let Some(len) = response.content_length().filter(|len| *len > MAX_RESPONSE_BYTES) {
+        return Err(Error::too_large(format!("{what}: the schema registry's answer"), len, MAX_RESPONSE_BYTES));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(what, e))? {
+        if (body.len() + chunk.len()) as u64 > MAX_RESPONSE_BYTES {
+            return Err(Error::too_large(
+                format!("{what}: the schema registry's answer"),
+                (body.len() + chunk.len()) as u64,
+                MAX_RESPONSE_BYTES,
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn no_body() -> Option<&'static ()> {

@@ -162,6 +162,7 @@ pub(crate) fn register(
     tx.execute("INSERT INTO schema_versions (subject, version, schema_id) VALUES (?1, ?2, ?3)", params![subject, next_version, id])
         .map_err(|e| sql_error("storing the version", e))?;
     tx.commit().map_err(|e| sql_error("committing the registration", e))?;
+    tracing::info!(subject, version = next_version, id, compatibility = mode_name(mode), "schema registered");
     Ok(SchemaInfo { subject: subject.to_string(), version: next_version, id, schema_type, schema: stored_text })
 }
 

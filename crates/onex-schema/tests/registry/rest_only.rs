@@ -76,7 +76,8 @@ async fn failing_server() -> (String, tokio::task::JoinHandle<()>) {
                 (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "7")], r#"{"error_code": 42901, "message": "slow down"}"#)
             }),
         )
-        .route("/schemas/ids/{id}", get(|| async { (StatusCode::OK, "not json") }));
+        .route("/schemas/ids/{id}", get(|| async { (StatusCode::OK, "not json") }))
+        .route("/config/{s}", get(|| async { (StatusCode::OK, vec![b' '; 17 * 1024 * 1024]) }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     (url, tokio::spawn(async move { axum::serve(listener, app).await.unwrap() }))
@@ -94,6 +95,8 @@ async fn error_answers_map_to_error_kinds() {
     let err = expect_kind(client.get_compatibility(None).await, ErrorKind::RateLimited);
     assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
     expect_kind(client.get_by_id(1).await, ErrorKind::Protocol);
+    let err = expect_kind(client.get_compatibility(Some("huge")).await, ErrorKind::TooLarge);
+    assert!(err.to_string().contains("limit 16777216"), "{err}");
     server.abort();
 }
 
