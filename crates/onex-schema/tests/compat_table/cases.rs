@@ -371,6 +371,22 @@ pub(crate) fn cases() -> Vec<Case> {
             "cannot decide: `not` present only in the new schema",
         ),
         case(
+            "add an enum value to a nested, $ref'd property",
+            json!({"$defs": {"state": {"type": "string", "enum": ["new", "paid"]}}, "type": "object", "properties": {"state": {"$ref": "#/$defs/state"}}}),
+            json!({"$defs": {"state": {"type": "string", "enum": ["new", "paid", "void"]}}, "type": "object", "properties": {"state": {"$ref": "#/$defs/state"}}}),
+            true,
+            false,
+            "#/properties/state: enum value \"void\" added",
+        ),
+        case(
+            "replace an enum by a maxLength some old values exceed",
+            json!({"type": "string", "enum": ["ok", "toolong"]}),
+            json!({"type": "string", "maxLength": 3}),
+            false,
+            false,
+            "#: value \"toolong\" allowed by the old schema is rejected by the new one",
+        ),
+        case(
             "add an if/then",
             json!({"type": "object"}),
             json!({"type": "object", "if": {"required": ["a"]}, "then": {"required": ["b"]}}),
