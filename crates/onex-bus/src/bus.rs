@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use onex_core::envelope::encode_record;
 use onex_core::{
-    validate_topic, Envelope, Error, EventBus, EventMessage, HealthStatus, IdempotencyStore, Receipt, Result, Subscription, SubscriptionId,
+    validate_topic, Envelope, Error, EventBus, EventMessage, HealthStatus, IdempotencyStore, PayloadValidator, Receipt, Result, Subscription, SubscriptionId,
     TopicAdmin, TopicSpec,
 };
 use parking_lot::{Mutex, RwLock};
@@ -26,6 +26,8 @@ pub struct BusConfig {
     pub default_partitions: u32,
     /// Store for idempotent subscriptions (DESIGN §3 rule 8).
     pub idempotency: Option<Arc<dyn IdempotencyStore>>,
+    /// Validator for subscriptions with `validate_payloads` (the schema registry).
+    pub validator: Option<Arc<dyn PayloadValidator>>,
 }
 
 impl std::fmt::Debug for BusConfig {
@@ -34,13 +36,14 @@ impl std::fmt::Debug for BusConfig {
             .field("auto_create_topics", &self.auto_create_topics)
             .field("default_partitions", &self.default_partitions)
             .field("idempotency", &self.idempotency.is_some())
+            .field("validator", &self.validator.is_some())
             .finish()
     }
 }
 
 impl Default for BusConfig {
     fn default() -> Self {
-        BusConfig { auto_create_topics: true, default_partitions: 4, idempotency: None }
+        BusConfig { auto_create_topics: true, default_partitions: 4, idempotency: None, validator: None }
     }
 }
 
@@ -221,6 +224,9 @@ impl EventBus for TransportBus {
         }
         if sub.options.idempotent && self.core.config.idempotency.is_none() {
             return Err(Error::config("idempotent subscription needs an idempotency store: set BusConfig.idempotency"));
+        }
+        if sub.options.validate_payloads && self.core.config.validator.is_none() {
+            return Err(Error::config("a subscription with validate_payloads needs a validator: set BusConfig.validator (the schema registry)"));
         }
         self.core.ensure_topic(&sub.topic).await?;
         let id = SubscriptionId(self.next_id.fetch_add(1, Ordering::Relaxed));

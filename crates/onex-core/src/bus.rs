@@ -155,6 +155,9 @@ pub struct SubscriptionOptions {
     pub concurrency: usize,
     /// Claim `envelope_id` in the idempotency store before handling (DESIGN §3 rule 8).
     pub idempotent: bool,
+    /// Validate each payload against the bus's [`crate::PayloadValidator`] (schema registry)
+    /// before the handler; an invalid record goes to the DLQ with the violations as the reason.
+    pub validate_payloads: bool,
     /// Records fetched per poll.
     pub max_poll_records: usize,
     /// Time limit of one handler call (`None` = none); over it the attempt fails with a
@@ -174,6 +177,7 @@ impl Default for SubscriptionOptions {
             start_from: StartFrom::Earliest,
             concurrency: 0,
             idempotent: false,
+            validate_payloads: false,
             max_poll_records: 1000,
             handler_timeout: None,
             commit_interval: Duration::from_millis(100),

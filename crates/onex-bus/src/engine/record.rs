@@ -38,6 +38,30 @@ pub(crate) async fn handle_record(ctx: &SubscriptionContext, rec: &ConsumedRecor
     let correlation_id = envelope.correlation_id;
     let envelope_id = envelope.envelope_id.to_string();
 
+    if ctx.sub.options.validate_payloads {
+        if let Some(validator) = &ctx.core.config.validator {
+            let mut wait = Duration::from_millis(100);
+            let verdict = loop {
+                match validator.validate_payload(&rec.topic, &envelope.payload).await {
+                    // The registry is unreachable: that says nothing about the record; wait.
+                    Err(e) if e.is_retryable() => {
+                        tracing::warn!(topic = %rec.topic, error = %e.report(), "payload validation unavailable; retrying");
+                        if !sleep_unless_stopped(wait, stopping).await {
+                            return Outcome::Interrupted;
+                        }
+                        wait = (wait * 2).min(Duration::from_secs(5));
+                    }
+                    other => break other,
+                }
+            };
+            if let Err(error) = verdict {
+                ctx.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                let failure = Failure { error, attempts: 1, first_failure, correlation_id: Some(correlation_id), event_type: Some(envelope.event_type) };
+                return write_dlq(ctx, rec, failure, stopping).await;
+            }
+        }
+    }
+
     if ctx.sub.options.idempotent {
         match claim(ctx, &envelope_id, stopping).await {
             Some(ClaimOutcome::Claimed) => {}
