@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use onex_core::{ClaimOutcome, Error, IdempotencyStore, Result};
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 
 use super::{check_duration, check_key, millis};
@@ -74,7 +74,15 @@ impl RedisIdempotencyStore {
         check_duration("completed_ttl", completed_ttl)?;
         let client = redis::Client::open(url)
             .map_err(|e| Error::config(format!("invalid Redis URL for the idempotency store: {e}")).with("url", url))?;
-        let conn = client.get_connection_manager().await.map_err(|e| redis_err("connect", e).with("url", url))?;
+        // Bounded connection attempts: the store reports an unreachable server instead of
+        // retrying for a long time; the manager still reconnects later on its own.
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(2)
+            .set_factor(2)
+            .set_max_delay(1000)
+            .set_connection_timeout(Duration::from_secs(5))
+            .set_response_timeout(Duration::from_secs(10));
+        let conn = client.get_connection_manager_with_config(config).await.map_err(|e| redis_err("connect", e).with("url", url))?;
         Ok(RedisIdempotencyStore {
             conn,
             prefix: prefix.to_string(),

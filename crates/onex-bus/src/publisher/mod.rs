@@ -209,7 +209,7 @@ impl BusPublisher {
     /// type), with the same validation, retries, breaker and metrics as [`EventPublisher::publish`].
     pub async fn publish_envelope(&self, env: &Envelope, topic: Option<&str>) -> Result<Receipt> {
         let inner = &*self.inner;
-        let _guard = InFlight::enter(inner)?;
+        let _guard = InFlight::enter(inner).inspect_err(|_| inner.counters.record(false, 0, Duration::ZERO))?;
         let started = Instant::now();
         let topic = match topic {
             Some(t) => std::borrow::Cow::Borrowed(t),
@@ -251,7 +251,7 @@ impl BusPublisher {
 impl EventPublisher for BusPublisher {
     async fn publish(&self, event_type: &str, payload: Bytes, opts: PublishOptions) -> Result<Receipt> {
         let inner = &*self.inner;
-        let _guard = InFlight::enter(inner)?;
+        let _guard = InFlight::enter(inner).inspect_err(|_| inner.counters.record(false, 0, Duration::ZERO))?;
         let started = Instant::now();
         let PublishOptions { correlation_id, causation_id, metadata, topic, partition_key, source } = opts;
         let env = match Envelope::from_json_bytes(event_type, payload) {

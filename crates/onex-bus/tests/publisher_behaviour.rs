@@ -1,0 +1,316 @@
+//! BusPublisher: routing and envelope fields, retries then success, the breaker opening on a
+//! dead backend and failing fast (then closing), the validation hook, close flushing and
+//! refusing, metrics matching what happened. The backend is the real memory transport
+//! wrapped to fail or stall on demand.
+//!
+//! `cargo test -p onex-bus --all-features --test publisher_behaviour`
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use onex_bus::memory::MemoryTransport;
+use onex_bus::publisher::{BusPublisher, TopicRouter};
+use onex_bus::testing::{unique_topic, Collector};
+use onex_bus::transport::{ProduceRecord, Transport, TransportConsumer, TransportFeatures};
+use onex_bus::TransportBus;
+use onex_core::resilience::{BreakerConfig, RetryPolicy};
+use onex_core::{
+    Envelope, Error, ErrorKind, EventBus, EventPublisher, EventPublisherExt, HealthStatus, PayloadValidator, PublishOptions, Receipt,
+    Result, StartFrom, SubscriptionOptions, TopicAdmin,
+};
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+/// The memory transport, with produce failing the next N calls, failing always ("dead"), or
+/// waiting for a permit (to hold publishes in flight).
+#[derive(Debug)]
+struct Faulty {
+    inner: MemoryTransport,
+    fail_next: AtomicU32,
+    dead: AtomicBool,
+    gated: AtomicBool,
+    gate: Semaphore,
+    produce_calls: AtomicU32,
+}
+
+#[async_trait]
+impl Transport for Faulty {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+    fn features(&self) -> TransportFeatures {
+        self.inner.features()
+    }
+    async fn produce(&self, topic: &str, records: Vec<ProduceRecord>) -> Result<Vec<Receipt>> {
+        self.produce_calls.fetch_add(1, Ordering::SeqCst);
+        if self.gated.load(Ordering::SeqCst) {
+            self.gate.acquire().await.expect("gate open").forget();
+        }
+        if self.dead.load(Ordering::SeqCst) {
+            return Err(Error::unavailable("broker is down").with("topic", topic));
+        }
+        if self.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err(Error::timeout("broker did not acknowledge", Duration::from_secs(1)));
+        }
+        self.inner.produce(topic, records).await
+    }
+    async fn consumer(&self, group: &str, topic: &str, start: StartFrom) -> Result<Box<dyn TransportConsumer>> {
+        self.inner.consumer(group, topic, start).await
+    }
+    fn admin(&self) -> &dyn TopicAdmin {
+        self.inner.admin()
+    }
+    async fn health(&self) -> Result<HealthStatus> {
+        self.inner.health().await
+    }
+    async fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>> {
+        self.inner.committed(group, topic, partition).await
+    }
+    async fn close(&self) -> Result<()> {
+        self.inner.close().await
+    }
+}
+
+fn setup() -> (Arc<Faulty>, Arc<TransportBus>) {
+    let t = Arc::new(Faulty {
+        inner: MemoryTransport::default(),
+        fail_next: AtomicU32::new(0),
+        dead: AtomicBool::new(false),
+        gated: AtomicBool::new(false),
+        gate: Semaphore::new(0),
+        produce_calls: AtomicU32::new(0),
+    });
+    let bus = Arc::new(TransportBus::new(t.clone()));
+    (t, bus)
+}
+
+fn quick_retry(max_retries: u32) -> RetryPolicy {
+    RetryPolicy {
+        max_retries,
+        initial_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(50),
+        jitter: false,
+        ..Default::default()
+    }
+}
+
+fn payload(i: u64) -> Bytes {
+    Bytes::from(serde_json::to_vec(&serde_json::json!({ "i": i })).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_and_carries_every_envelope_field() {
+    let (_t, bus) = setup();
+    let publisher = BusPublisher::builder(bus.clone())
+        .source("orders-service")
+        .router(TopicRouter::new().with_prefix("test.").unwrap().with_route("orders.mapped.v1", "orders-mapped").unwrap())
+        .build()
+        .unwrap();
+    let explicit = unique_topic("explicit");
+    let c = Collector::new();
+    c.subscribe(&bus, &explicit, "g", SubscriptionOptions::default()).await;
+    bus.start().await.unwrap();
+
+    let correlation = Uuid::now_v7();
+    let cause = Uuid::now_v7();
+    let mut opts = PublishOptions {
+        correlation_id: Some(correlation),
+        causation_id: Some(cause),
+        topic: Some(explicit.clone()),
+        partition_key: Some("cust-9".into()),
+        source: Some("checkout".into()),
+        ..Default::default()
+    };
+    opts.metadata.headers.insert("x-tenant".into(), "acme".into());
+    opts.metadata.traceparent = Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
+    let receipt = publisher.publish("orders.created.v1", payload(1), opts).await.unwrap();
+    assert_eq!(receipt.topic, explicit, "explicit topic wins over the router");
+    let env = &c.wait_for(1).await[0].envelope;
+    assert_eq!(env.event_type, "orders.created.v1");
+    assert_eq!((env.correlation_id, env.causation_id), (correlation, Some(cause)));
+    assert_eq!(env.partition_key.as_deref(), Some("cust-9"));
+    assert_eq!(env.source, "checkout");
+    assert_eq!(env.metadata.headers.get("x-tenant").map(String::as_str), Some("acme"));
+    assert!(env.metadata.traceparent.is_some());
+    assert_eq!(&env.payload[..], br#"{"i":1}"#);
+
+    let r = publisher.publish_json("orders.mapped.v1", &serde_json::json!({}), PublishOptions::default()).await.unwrap();
+    assert_eq!(r.topic, "orders-mapped", "mapped route");
+    let r = publisher.publish("orders.other.v1", payload(2), PublishOptions::default()).await.unwrap();
+    assert_eq!(r.topic, "test.orders.other.v1", "prefix route");
+
+    // Correlation generated when absent, default source used.
+    let auto = unique_topic("auto");
+    let c2 = Collector::new();
+    c2.subscribe(&bus, &auto, "g", SubscriptionOptions::default()).await;
+    publisher.publish("a.v1", payload(3), PublishOptions { topic: Some(auto.clone()), ..Default::default() }).await.unwrap();
+    publisher.publish("a.v1", payload(4), PublishOptions { topic: Some(auto), ..Default::default() }).await.unwrap();
+    let got = c2.wait_for(2).await;
+    assert!(!got[0].envelope.correlation_id.is_nil());
+    assert_ne!(got[0].envelope.correlation_id, got[1].envelope.correlation_id, "a fresh correlation id per publish");
+    assert_eq!(got[0].envelope.source, "orders-service");
+    assert_eq!(publisher.metrics().events_published, 5);
+    bus.stop_consuming(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_then_succeeds_and_counts_retries() {
+    let (t, bus) = setup();
+    let publisher = BusPublisher::builder(bus).retry(quick_retry(3)).build().unwrap();
+    t.fail_next.store(2, Ordering::SeqCst);
+    let topic = unique_topic("retry");
+    let receipt = publisher.publish("x.v1", payload(1), PublishOptions { topic: Some(topic.clone()), ..Default::default() }).await.unwrap();
+    assert_eq!(receipt.topic, topic);
+    assert_eq!(t.produce_calls.load(Ordering::SeqCst), 3, "two failures, then the success");
+    let m = publisher.metrics();
+    assert_eq!((m.events_published, m.events_failed, m.retries_attempted), (1, 0, 2));
+    assert_eq!((m.circuit_breaker_opens, m.current_failures, m.circuit_breaker_status.as_str()), (0, 0, "closed"));
+    assert!(m.total_publish_time_ms >= 30.0, "10 + 20 ms of backoff on the paused clock: {}", m.total_publish_time_ms);
+
+    // Out of retries: the last error comes back and is counted.
+    t.fail_next.store(10, Ordering::SeqCst);
+    let err = publisher.publish("x.v1", payload(2), PublishOptions { topic: Some(topic), ..Default::default() }).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    let m = publisher.metrics();
+    assert_eq!((m.events_published, m.events_failed, m.retries_attempted), (1, 1, 5));
+    assert!((m.avg_publish_time_ms - m.total_publish_time_ms / 2.0).abs() < 1e-9);
+}
+
+#[tokio::test(start_paused = true)]
+async fn breaker_opens_on_a_dead_backend_fails_fast_then_closes() {
+    let (t, bus) = setup();
+    let breaker = BreakerConfig { failure_threshold: 3, reset_timeout: Duration::from_secs(30), ..Default::default() };
+    let publisher = BusPublisher::builder(bus).retry(RetryPolicy::none()).breaker(breaker).breaker_name("orders-bus").build().unwrap();
+    let topic = unique_topic("dead");
+    let opts = || PublishOptions { topic: Some(topic.clone()), ..Default::default() };
+    publisher.publish("x.v1", payload(0), opts()).await.unwrap(); // creates the topic
+    t.dead.store(true, Ordering::SeqCst);
+    let calls_before = t.produce_calls.load(Ordering::SeqCst);
+    for _ in 0..3 {
+        assert_eq!(publisher.publish("x.v1", payload(1), opts()).await.unwrap_err().kind(), ErrorKind::Unavailable);
+    }
+    let m = publisher.metrics();
+    assert_eq!((m.circuit_breaker_opens, m.circuit_breaker_status.as_str(), m.current_failures), (1, "open", 3));
+    for _ in 0..5 {
+        let err = publisher.publish("x.v1", payload(2), opts()).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::CircuitOpen);
+        assert!(err.to_string().contains("orders-bus"), "{err}");
+    }
+    assert_eq!(t.produce_calls.load(Ordering::SeqCst) - calls_before, 3, "an open breaker sends nothing");
+    assert_eq!(publisher.metrics().events_failed, 8);
+
+    // The backend recovers; after the reset timeout one probe goes through and closes it.
+    t.dead.store(false, Ordering::SeqCst);
+    tokio::time::advance(Duration::from_secs(31)).await;
+    publisher.publish("x.v1", payload(3), opts()).await.unwrap();
+    let m = publisher.metrics();
+    assert_eq!((m.circuit_breaker_opens, m.circuit_breaker_closes, m.circuit_breaker_status.as_str()), (1, 1, "closed"));
+    assert_eq!((m.events_published, m.events_failed), (2, 8));
+}
+
+#[derive(Debug)]
+struct RefuseTopic(String);
+
+#[async_trait]
+impl PayloadValidator for RefuseTopic {
+    async fn validate_payload(&self, topic: &str, payload: &[u8]) -> Result<()> {
+        if topic == self.0 && !payload.starts_with(b"{\"ok\"") {
+            return Err(Error::schema(
+                Some(format!("{topic}-value")),
+                vec![onex_core::Violation { instance_path: "".into(), keyword: "required".into(), message: "\"ok\" is required".into() }],
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validation_hook_refuses_before_anything_is_sent() {
+    let (t, bus) = setup();
+    let topic = unique_topic("validated");
+    let publisher = BusPublisher::builder(bus).validator(Arc::new(RefuseTopic(topic.clone()))).build().unwrap();
+    let opts = || PublishOptions { topic: Some(topic.clone()), ..Default::default() };
+    let err = publisher.publish("x.v1", payload(1), opts()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Schema);
+    assert!(err.to_string().contains("\"ok\" is required"), "{err}");
+    assert_eq!(t.produce_calls.load(Ordering::SeqCst), 0, "nothing sent");
+    publisher.publish_json("x.v1", &serde_json::json!({"ok": true}), opts()).await.unwrap();
+    let m = publisher.metrics();
+    assert_eq!((m.events_published, m.events_failed, m.retries_attempted, m.circuit_breaker_opens), (1, 1, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_clearly() {
+    let (t, bus) = setup();
+    let publisher = BusPublisher::new(bus.clone()).unwrap();
+    let err = publisher.publish("Orders Created", payload(1), PublishOptions::default()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(err.to_string().contains("Orders Created"), "{err}");
+    let err =
+        publisher.publish("ok.v1", payload(1), PublishOptions { topic: Some("bad/topic".into()), ..Default::default() }).await.unwrap_err();
+    assert!(err.to_string().contains("bad/topic"), "{err}");
+    assert_eq!(t.produce_calls.load(Ordering::SeqCst), 0);
+    assert_eq!(publisher.metrics().events_failed, 2);
+    let err = BusPublisher::builder(bus.clone()).source("").build().unwrap_err();
+    assert!(err.to_string().contains("source is empty"), "{err}");
+    let err = BusPublisher::builder(bus.clone()).retry(RetryPolicy { multiplier: 0.5, ..Default::default() }).build().unwrap_err();
+    assert!(err.to_string().contains("multiplier"), "{err}");
+    let err = BusPublisher::builder(bus).breaker(BreakerConfig { failure_threshold: 0, ..Default::default() }).build().unwrap_err();
+    assert!(err.to_string().contains("failure_threshold"), "{err}");
+    assert!(TopicRouter::new().with_prefix("bad prefix").is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_waits_for_in_flight_publishes_then_refuses() {
+    let (t, bus) = setup();
+    let publisher = BusPublisher::new(bus.clone()).unwrap();
+    let topic = unique_topic("close");
+    bus.ensure_topic(&topic).await.unwrap();
+    t.gated.store(true, Ordering::SeqCst);
+    let tasks: Vec<_> = (0..4)
+        .map(|i| {
+            let (p, topic) = (publisher.clone(), topic.clone());
+            tokio::spawn(async move { p.publish("x.v1", payload(i), PublishOptions { topic: Some(topic), ..Default::default() }).await })
+        })
+        .collect();
+    while t.produce_calls.load(Ordering::SeqCst) < 4 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Held in flight: a short close times out and says so.
+    let err = publisher.close(Duration::from_millis(100)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    assert!(err.to_string().contains("4 publishes still in flight"), "{err}");
+    let err = publisher.publish("x.v1", payload(9), PublishOptions { topic: Some(topic.clone()), ..Default::default() }).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Shutdown, "closed: new publishes are refused");
+
+    // Let them finish: close returns once all four were acknowledged.
+    let closing = {
+        let p = publisher.clone();
+        tokio::spawn(async move { p.close(Duration::from_secs(30)).await })
+    };
+    t.gate.add_permits(4);
+    closing.await.unwrap().unwrap();
+    for task in tasks {
+        task.await.unwrap().expect("in-flight publish completed");
+    }
+    let retained: u64 = bus.admin().describe_topic(&topic).await.unwrap().retained();
+    assert_eq!(retained, 4, "every in-flight publish landed");
+    assert_eq!(publisher.metrics().events_published, 4);
+    assert_eq!(publisher.metrics().events_failed, 1, "the refused one");
+    publisher.close(Duration::from_millis(10)).await.expect("closing twice is fine");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_envelope_goes_through_the_same_path() {
+    let (t, bus) = setup();
+    let publisher = BusPublisher::builder(bus).retry(quick_retry(2)).build().unwrap();
+    t.fail_next.store(1, Ordering::SeqCst);
+    let env = Envelope::new("env.created.v1", &serde_json::json!({"a": 1})).unwrap();
+    let r = publisher.publish_envelope(&env, None).await.unwrap();
+    assert_eq!(r.topic, "env.created.v1");
+    let m = publisher.metrics();
+    assert_eq!((m.events_published, m.retries_attempted), (1, 1));
+}
