@@ -89,6 +89,9 @@ pub struct PublishArgs {
     /// Source of the events.
     #[arg(long, default_value = "onex-cli")]
     pub source: String,
+    /// Validate against this Confluent-compatible registry (default: the registry embedded in a sqlite bus).
+    #[arg(long, env = "ONEX_REGISTRY")]
+    pub registry: Option<String>,
 }
 
 /// `onex consume` arguments.

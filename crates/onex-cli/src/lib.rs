@@ -38,7 +38,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Demo(args) => demo::run(bus_url, args, cli.json).await,
-        Command::Publish(args) => commands::publish::run(&*commands::open_bus(bus_url).await?, args, cli.json).await,
+        Command::Publish(args) => commands::publish::run(commands::open_bus(bus_url).await?, bus_url, args, cli.json).await,
         Command::Consume(args) => commands::consume::run(&*commands::open_bus(bus_url).await?, args, cli.json).await,
         Command::Topics { action } => commands::topics::run(&*commands::open_bus(bus_url).await?, action, cli.json).await,
         Command::Bench(args) => bench::run(args, cli.json).await,

@@ -1,8 +1,11 @@
 //! `onex publish`.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
+use onex_bus::{BusPublisher, TransportBus};
 use onex_core::envelope::validate_event_type;
-use onex_core::{Envelope, Error, EventBus, Result};
+use onex_core::{Envelope, Error, EventPublisher, PayloadValidator, Result, DEFAULT_BUS_URL};
 
 use crate::cli::PublishArgs;
 
@@ -19,7 +22,18 @@ fn payload(args: &PublishArgs) -> Result<serde_json::Value> {
     serde_json::from_str(&text).map_err(|e| Error::config(format!("payload from {origin} is not valid JSON: {e}")))
 }
 
-pub(crate) async fn run(bus: &dyn EventBus, args: PublishArgs, json: bool) -> Result<()> {
+/// The schema check for publishes: the remote registry when given, else the registry embedded
+/// in a sqlite bus file (a topic with no subject passes).
+async fn validator(bus_url: Option<&str>, registry: Option<&str>) -> Result<Option<Arc<dyn PayloadValidator>>> {
+    let sqlite = onex_bus::provider::parse_bus_url(bus_url.unwrap_or(DEFAULT_BUS_URL))?.scheme() == "sqlite";
+    if registry.is_none() && !sqlite {
+        return Ok(None);
+    }
+    let registry = super::schema::open_registry(registry, bus_url).await?;
+    Ok(Some(Arc::new(onex_schema::RegistryValidator::new(registry))))
+}
+
+pub(crate) async fn run(bus: Arc<TransportBus>, bus_url: Option<&str>, args: PublishArgs, json: bool) -> Result<()> {
     onex_core::validate_topic(&args.topic)?;
     let event_type = match &args.event_type {
         Some(t) => t.clone(),
@@ -34,6 +48,11 @@ pub(crate) async fn run(bus: &dyn EventBus, args: PublishArgs, json: bool) -> Re
     if args.count.is_some() && !base.is_object() {
         return Err(Error::config("--count needs an object payload: each event gets a \"seq\" field"));
     }
+    let mut builder = BusPublisher::builder(bus).source(&args.source);
+    if let Some(v) = validator(bus_url, args.registry.as_deref()).await? {
+        builder = builder.validator(v);
+    }
+    let publisher = builder.build()?;
     for seq in 0..count {
         let mut body = base.clone();
         if args.count.is_some() {
@@ -46,7 +65,7 @@ pub(crate) async fn run(bus: &dyn EventBus, args: PublishArgs, json: bool) -> Re
         if let Some(c) = args.correlation_id {
             env = env.with_correlation_id(c);
         }
-        let receipt = bus.publish_envelope(&env, &args.topic).await?;
+        let receipt = publisher.publish_envelope(&env, Some(&args.topic)).await?;
         if json {
             println!(
                 "{}",
@@ -60,5 +79,5 @@ pub(crate) async fn run(bus: &dyn EventBus, args: PublishArgs, json: bool) -> Re
             println!("published {} {} to {}[{}]@{}", env.event_type, env.envelope_id, receipt.topic, receipt.partition, receipt.offset);
         }
     }
-    Ok(())
+    publisher.close(std::time::Duration::from_secs(10)).await
 }
