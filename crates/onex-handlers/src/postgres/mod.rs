@@ -162,29 +162,51 @@ impl PostgresHandler {
         }
         let timeout = op.timeout.unwrap_or(state.endpoint.request_timeout);
         let label = state.endpoint.label();
-        let mut client = tokio::time::timeout(timeout, state.pool.get())
+        let client = tokio::time::timeout(timeout, state.pool.get())
             .await
             .map_err(|_| {
                 Error::timeout(format!("no PostgreSQL connection to {label} within the call's time limit"), timeout).with("sent", "false")
             })?
             .map_err(|e| errors::classify_pool(e, &label, state.endpoint.connect_timeout))?;
-        let cancel = client.cancel_token();
-        let outcome = tokio::time::timeout(timeout.saturating_sub(started.elapsed()), Self::dispatch(&mut client, &req)).await;
+        let mut call = CallGuard { cancel: client.cancel_token(), client: Some(client), finished: false };
+        let remaining = timeout.saturating_sub(started.elapsed());
+        let conn = call.client.as_mut().expect("set above");
+        let outcome = tokio::time::timeout(remaining, Self::dispatch(conn, &req)).await;
         match outcome {
             Ok(result) => {
+                call.finished = true;
                 let (data, metadata) = result?;
                 Ok(ProtocolResponse { status_code: None, data, headers: BTreeMap::new(), duration: started.elapsed(), metadata })
             }
-            Err(_) => {
-                // Stop the server-side work, and keep this connection out of the pool so the
-                // cancel can never hit a later caller's statement.
-                drop(Object::take(client));
-                tokio::spawn(async move {
-                    let _ = cancel.cancel_query(NoTls).await;
-                });
-                Err(Error::timeout(format!("{} on {label} did not finish; it was cancelled", req.operation), timeout)
-                    .with("operation", &req.operation))
-            }
+            // The guard's drop cancels the statement on the server.
+            Err(_) => Err(Error::timeout(format!("{} on {label} did not finish; it was cancelled", req.operation), timeout).with("operation", &req.operation)),
+        }
+    }
+}
+
+/// A pooled connection in use by one call. If the call does not finish (its own timeout, or
+/// the lifecycle wrapper's timeout dropping the future), the statement is cancelled on the
+/// server and the connection leaves the pool, so no later caller waits behind it or is hit by
+/// the cancel.
+struct CallGuard {
+    client: Option<Object>,
+    cancel: tokio_postgres::CancelToken,
+    finished: bool,
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        if let Some(client) = self.client.take() {
+            drop(Object::take(client));
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let token = self.cancel.clone();
+            rt.spawn(async move {
+                let _ = token.cancel_query(NoTls).await;
+            });
         }
     }
 }

@@ -220,3 +220,23 @@ fn register_all_registers_every_handler() {
     onex_handlers::register_all(&mut r);
     assert_eq!(r.types(), ["graphql", "http", "postgres", "redis"]);
 }
+
+#[tokio::test]
+async fn wrapper_timeout_cancels_the_postgres_statement() {
+    let pg = onex_handlers::build("postgres", ConnectionConfig::new("postgres://root@127.0.0.1:5432/test")).await.unwrap();
+    let marker = key();
+    let op = OperationConfig { timeout: Some(Duration::from_millis(300)), ..op(true, 0) };
+    let e = pg.execute(ProtocolRequest::new("db.query", format!("select pg_sleep(20) /* {marker} */")), &op).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    let check = ProtocolRequest::new("db.query", "select count(*)::int as n from pg_stat_activity where query like $1 and state = 'active' and pid <> pg_backend_pid()")
+        .with_params(json!([format!("%pg_sleep(20) /* {marker}%")]));
+    let mut running = 1;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        running = pg.execute(check.clone(), &op).await.unwrap().data[0]["n"].as_i64().unwrap();
+        if running == 0 {
+            break;
+        }
+    }
+    assert_eq!(running, 0, "the statement was cancelled on the server whichever timeout fired first");
+}
