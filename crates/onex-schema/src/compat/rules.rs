@@ -47,13 +47,15 @@ const UNDECIDABLE: [&str; 21] = [
 const MAX_DEPTH: usize = 128;
 /// `$ref` chains longer than this are reported instead of followed.
 const MAX_REF_HOPS: usize = 32;
-/// Resource name the reader document is registered under to validate enum values against it.
-const READER_URI: &str = "urn:onex:compat-reader";
+/// Resource name a document is registered under to validate single values against a node of it.
+const DOC_URI: &str = "urn:onex:compat-document";
+/// Pointer of a node that is not in the document (an implied `true`).
+const SYNTHETIC: &str = "!";
 
 static TRUE: Value = Value::Bool(true);
 static EMPTY: LazyLock<Map<String, Value>> = LazyLock::new(Map::new);
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Side {
     Reader,
     Writer,
@@ -64,22 +66,33 @@ pub(crate) struct Checker<'a> {
     reader: &'a Value,
     reader_draft: Draft,
     writer: &'a Value,
+    writer_draft: Draft,
     direction: Direction,
     /// (reader node, writer node) pairs already being compared: recursion through `$ref`
     /// cycles is assumed to hold (co-inductive), which is what makes recursive schemas terminate.
     visited: HashSet<(usize, usize)>,
-    reader_validators: HashMap<String, Option<Validator>>,
+    /// Validators for single nodes of either document, by side and JSON pointer.
+    validators: HashMap<(Side, String), Option<Validator>>,
     out: Vec<String>,
 }
 
 impl<'a> Checker<'a> {
-    pub(crate) fn new(reader: &'a Value, reader_draft: Draft, writer: &'a Value, _writer_draft: Draft, direction: Direction) -> Self {
-        Checker { reader, reader_draft, writer, direction, visited: HashSet::new(), reader_validators: HashMap::new(), out: Vec::new() }
+    pub(crate) fn new(reader: &'a Value, reader_draft: Draft, writer: &'a Value, writer_draft: Draft, direction: Direction) -> Self {
+        Checker {
+            reader,
+            reader_draft,
+            writer,
+            writer_draft,
+            direction,
+            visited: HashSet::new(),
+            validators: HashMap::new(),
+            out: Vec::new(),
+        }
     }
 
     /// Every reason the reader does not cover the writer.
     pub(crate) fn run(mut self) -> Vec<String> {
-        self.covers(self.reader, String::new(), self.writer, "#", 0);
+        self.covers((self.reader, String::new()), (self.writer, String::new()), "#", 0);
         self.out
     }
 
@@ -95,13 +108,13 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn covers(&mut self, r: &'a Value, rptr: String, w: &'a Value, path: &str, depth: usize) {
+    fn covers(&mut self, (r, rptr): Located<'a>, (w, wptr): Located<'a>, path: &str, depth: usize) {
         if depth > MAX_DEPTH {
             self.push(path, format!("cannot decide: schemas nest deeper than {MAX_DEPTH} levels"));
             return;
         }
         let Some((r, rptr)) = self.resolve(Side::Reader, r, rptr, path) else { return };
-        let Some((w, _)) = self.resolve(Side::Writer, w, String::new(), path) else { return };
+        let Some((w, wptr)) = self.resolve(Side::Writer, w, wptr, path) else { return };
         if !self.visited.insert((r as *const Value as usize, w as *const Value as usize)) {
             return;
         }
@@ -121,7 +134,10 @@ impl<'a> Checker<'a> {
         let enumerated = wmap.contains_key("enum") || wmap.contains_key("const");
         if enumerated {
             for value in finite_values(wmap).unwrap_or_default() {
-                self.value_accepted(rmap, &rptr, &value, path);
+                // A listed value the writer's other keywords reject is never produced.
+                if self.node_accepts(Side::Writer, &wptr, &value) != Some(false) {
+                    self.value_accepted(rmap, &rptr, &value, path);
+                }
             }
             return;
         }
@@ -175,12 +191,12 @@ impl<'a> Checker<'a> {
                 let message = self.direction.change("uniqueItems", TIGHTENED, "true", "false");
                 self.push(path, message);
             }
-            self.items(rmap, &rptr, wmap, path, depth);
+            self.items((rmap, &rptr), (wmap, &wptr), path, depth);
         }
         if produces("object") {
             self.min_count(rmap, wmap, "minProperties", path);
             self.max_count(rmap, wmap, "maxProperties", path);
-            self.object(rmap, &rptr, wmap, path, depth);
+            self.object((rmap, &rptr), (wmap, &wptr), path, depth);
         }
     }
 
@@ -259,20 +275,37 @@ impl<'a> Checker<'a> {
                 return;
             }
         }
-        let reader_draft = self.reader_draft;
-        let reader = self.reader;
-        let validator = self.reader_validators.entry(rptr.to_string()).or_insert_with(|| {
-            let resource = reader_draft.create_resource(reader.clone());
-            let entry = serde_json::json!({ "$ref": format!("{READER_URI}#{rptr}") });
-            jsonschema::options().with_draft(reader_draft).with_resource(READER_URI, resource).build(&entry).ok()
-        });
-        let failure = match validator {
+        let failure = match self.node_validator(Side::Reader, rptr) {
             Some(v) => v.iter_errors(value).next().map(|e| e.to_string()),
             None => Some("cannot decide: the schema at this path could not be compiled on its own".to_string()),
         };
         if let Some(reason) = failure {
             self.push(path, format!("value {value} allowed by the {writer_name} schema is rejected by the {reader_name} one: {reason}"));
         }
+    }
+
+    /// Whether the node at `ptr` of one side's document accepts `value` (`None`: cannot tell).
+    fn node_accepts(&mut self, side: Side, ptr: &str, value: &Value) -> Option<bool> {
+        self.node_validator(side, ptr).map(|v| v.is_valid(value))
+    }
+
+    /// A validator for one node of a document, compiled once per (side, pointer).
+    fn node_validator(&mut self, side: Side, ptr: &str) -> Option<&Validator> {
+        let (document, draft) = match side {
+            Side::Reader => (self.reader, self.reader_draft),
+            Side::Writer => (self.writer, self.writer_draft),
+        };
+        self.validators
+            .entry((side, ptr.to_string()))
+            .or_insert_with(|| {
+                if ptr == SYNTHETIC {
+                    return jsonschema::options().build(&TRUE).ok();
+                }
+                let resource = draft.create_resource(document.clone());
+                let entry = serde_json::json!({ "$ref": format!("{DOC_URI}#{ptr}") });
+                jsonschema::options().with_draft(draft).with_resource(DOC_URI, resource).build(&entry).ok()
+            })
+            .as_ref()
     }
 
     fn min_count(&mut self, rmap: &Map<String, Value>, wmap: &Map<String, Value>, keyword: &str, path: &str) {
@@ -325,18 +358,18 @@ impl<'a> Checker<'a> {
     }
 
     /// `items` / `prefixItems` (2020-12) and `items` arrays / `additionalItems` (draft-07).
-    fn items(&mut self, rmap: &'a Map<String, Value>, rptr: &str, wmap: &'a Map<String, Value>, path: &str, depth: usize) {
+    fn items(&mut self, (rmap, rptr): Node<'a, '_>, (wmap, wptr): Node<'a, '_>, path: &str, depth: usize) {
         let (rprefix, rrest) = tuple_form(rmap, rptr, self.reader_draft == Draft::Draft7);
-        let (wprefix, wrest) = tuple_form(wmap, "", wmap.get("items").is_some_and(Value::is_array));
+        let (wprefix, wrest) = tuple_form(wmap, wptr, self.writer_draft == Draft::Draft7);
         for i in 0..rprefix.len().max(wprefix.len()) {
-            let (rs, rs_ptr) = rprefix.get(i).cloned().unwrap_or_else(|| rrest.clone());
-            let ws = wprefix.get(i).map(|(v, _)| *v).unwrap_or(wrest.0);
-            self.covers(rs, rs_ptr, ws, &format!("{path}/prefixItems/{i}"), depth + 1);
+            let rs = rprefix.get(i).cloned().unwrap_or_else(|| rrest.clone());
+            let ws = wprefix.get(i).cloned().unwrap_or_else(|| wrest.clone());
+            self.covers(rs, ws, &format!("{path}/prefixItems/{i}"), depth + 1);
         }
-        self.covers(rrest.0, rrest.1, wrest.0, &format!("{path}/items"), depth + 1);
+        self.covers(rrest, wrest, &format!("{path}/items"), depth + 1);
     }
 
-    fn object(&mut self, rmap: &'a Map<String, Value>, rptr: &str, wmap: &'a Map<String, Value>, path: &str, depth: usize) {
+    fn object(&mut self, (rmap, rptr): Node<'a, '_>, (wmap, wptr): Node<'a, '_>, path: &str, depth: usize) {
         for name in required(rmap).difference(&required(wmap)) {
             let message = match self.direction {
                 Direction::Backward => format!("required property '{name}' added: old data may lack it"),
@@ -348,31 +381,35 @@ impl<'a> Checker<'a> {
         }
         let rprops = rmap.get("properties").and_then(Value::as_object).unwrap_or(&EMPTY);
         let wprops = wmap.get("properties").and_then(Value::as_object).unwrap_or(&EMPTY);
-        let (rfall, rfall_ptr) = match rmap.get("additionalProperties") {
+        let rfall: Located<'a> = match rmap.get("additionalProperties") {
             Some(v) => (v, format!("{rptr}/additionalProperties")),
-            None => (&TRUE, String::new()),
+            None => (&TRUE, SYNTHETIC.to_string()),
         };
         // Names a writer's patternProperties match are not bound by its additionalProperties.
-        let wfall = if wmap.contains_key("patternProperties") { &TRUE } else { wmap.get("additionalProperties").unwrap_or(&TRUE) };
+        let wfall: Located<'a> = match wmap.get("additionalProperties") {
+            Some(v) if !wmap.contains_key("patternProperties") => (v, format!("{wptr}/additionalProperties")),
+            _ => (&TRUE, SYNTHETIC.to_string()),
+        };
         let names: BTreeSet<&String> = rprops.keys().chain(wprops.keys()).collect();
         for name in names {
             let ppath = format!("{path}/properties/{}", escape_pointer(name));
             let rs_ptr = format!("{rptr}/properties/{}", escape_pointer(name));
+            let ws_ptr = format!("{wptr}/properties/{}", escape_pointer(name));
             match (rprops.get(name), wprops.get(name)) {
-                (Some(rs), Some(ws)) => self.covers(rs, rs_ptr, ws, &ppath, depth + 1),
+                (Some(rs), Some(ws)) => self.covers((rs, rs_ptr), (ws, ws_ptr), &ppath, depth + 1),
                 (None, Some(ws)) => {
-                    if accepts_nothing(rfall) && !accepts_nothing(ws) {
+                    if accepts_nothing(rfall.0) && !accepts_nothing(ws) {
                         let message = self.direction.pick(
                             "property removed from a closed content model (additionalProperties: false): old data may contain it",
                             "property added but the old schema's content model is closed (additionalProperties: false)",
                         );
                         self.push(&ppath, message);
                     } else {
-                        self.covers(rfall, rfall_ptr.clone(), ws, &ppath, depth + 1);
+                        self.covers(rfall.clone(), (ws, ws_ptr), &ppath, depth + 1);
                     }
                 }
                 (Some(rs), None) => {
-                    if accepts_everything(wfall) && !accepts_everything(rs) {
+                    if accepts_everything(wfall.0) && !accepts_everything(rs) {
                         let message = self.direction.pick(
                             "property added with constraints to an open content model: old data may hold any value under this name \
                              (close the old schema with additionalProperties: false, or add the property unconstrained)",
@@ -380,16 +417,16 @@ impl<'a> Checker<'a> {
                         );
                         self.push(&ppath, message);
                     } else {
-                        self.covers(rs, rs_ptr, wfall, &ppath, depth + 1);
+                        self.covers((rs, rs_ptr), wfall.clone(), &ppath, depth + 1);
                     }
                 }
                 (None, None) => {}
             }
         }
-        if accepts_everything(rfall) {
+        if accepts_everything(rfall.0) {
             return;
         }
-        if accepts_nothing(rfall) && !accepts_nothing(wfall) {
+        if accepts_nothing(rfall.0) && !accepts_nothing(wfall.0) {
             let message = self.direction.pick(
                 "content model closed (additionalProperties: false): old data may contain properties the new schema does not declare",
                 "content model opened: the old schema is closed (additionalProperties: false) and rejects properties the new one allows",
@@ -397,11 +434,14 @@ impl<'a> Checker<'a> {
             self.push(path, message);
             return;
         }
-        self.covers(rfall, rfall_ptr, wfall, &format!("{path}/additionalProperties"), depth + 1);
+        self.covers(rfall, wfall, &format!("{path}/additionalProperties"), depth + 1);
     }
 }
 
+/// A schema node and its JSON pointer in its document ([`SYNTHETIC`] for an implied `true`).
 type Located<'a> = (&'a Value, String);
+/// An object schema node and its pointer.
+type Node<'a, 'p> = (&'a Map<String, Value>, &'p str);
 
 /// Splits array keywords into positional schemas and the schema for the remaining items.
 fn tuple_form<'a>(map: &'a Map<String, Value>, ptr: &str, draft7_tuple: bool) -> (Vec<Located<'a>>, Located<'a>) {
@@ -413,8 +453,8 @@ fn tuple_form<'a>(map: &'a Map<String, Value>, ptr: &str, draft7_tuple: bool) ->
         }
     };
     if draft7_tuple && map.get("items").is_some_and(Value::is_array) {
-        (positional("items"), locate("additionalItems").unwrap_or((&TRUE, String::new())))
+        (positional("items"), locate("additionalItems").unwrap_or((&TRUE, SYNTHETIC.to_string())))
     } else {
-        (positional("prefixItems"), locate("items").filter(|(v, _)| !v.is_array()).unwrap_or((&TRUE, String::new())))
+        (positional("prefixItems"), locate("items").filter(|(v, _)| !v.is_array()).unwrap_or((&TRUE, SYNTHETIC.to_string())))
     }
 }
