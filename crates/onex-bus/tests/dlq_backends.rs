@@ -17,6 +17,9 @@ use onex_core::{handler_fn, Delivery, Envelope, Error, ErrorKind, EventBus, Subs
 use parking_lot::Mutex;
 use uuid::Uuid;
 
+#[allow(dead_code)]
+mod kafka_support;
+
 const DEADLINE: Duration = Duration::from_secs(90);
 const BINARY: &[u8] = &[0xff, 0x00, 0xfe, 0x80, 0xc3, 0x28, b'{'];
 
@@ -304,4 +307,16 @@ async fn memory_bus() -> Option<Arc<TransportBus>> {
     Some(onex_bus::connect("memory://").await.expect("memory bus"))
 }
 
+async fn sqlite_bus() -> Option<Arc<TransportBus>> {
+    let dir = tempfile::tempdir().expect("tempdir").keep();
+    Some(onex_bus::connect(&format!("sqlite://{}", dir.join("bus.db").display())).await.expect("sqlite bus"))
+}
+
+async fn kafka_bus() -> Option<Arc<TransportBus>> {
+    kafka_support::require_broker()?;
+    Some(onex_bus::connect(&kafka_support::url("")).await.expect("kafka bus"))
+}
+
 dlq_suite!(memory, memory_bus());
+dlq_suite!(sqlite, sqlite_bus());
+dlq_suite!(kafka, kafka_bus());

@@ -73,7 +73,7 @@ impl TopicReader {
                     let mut out = Vec::with_capacity(records.len());
                     for rec in records {
                         let Some((next, end)) = self.progress.get_mut(&rec.partition) else { continue };
-                        if rec.offset >= *end {
+                        if rec.offset >= *end || rec.offset < *next {
                             continue;
                         }
                         *next = rec.offset + 1;
@@ -87,19 +87,18 @@ impl TopicReader {
                     }
                 }
                 PollEvent::Revoked(parts) => {
-                    let _ = consumer.revoke_complete(&parts).await;
-                    return Err(Error::invalid_state(format!(
-                        "another consumer joined group {:?} on {:?} while it was being read (partitions {parts:?} were taken away); \
-                         run one replay of a DLQ topic at a time",
-                        self.group, self.topic
-                    )));
+                    // A rebalance (e.g. the previous run's member leaving). Progress is
+                    // committed per record, so after reassignment reading resumes at the
+                    // committed offset; anything below `next` is skipped as already seen.
+                    consumer.revoke_complete(&parts).await?;
                 }
                 PollEvent::Assigned(_) => {}
                 PollEvent::Idle => {
                     if last_progress.elapsed() >= self.idle_limit {
                         return Err(Error::timeout(
                             format!(
-                                "reading {:?} in group {:?} made no progress; {} records expected before the end",
+                                "reading {:?} in group {:?} made no progress; {} records expected before the end \
+                                 (is another replay of this DLQ topic holding the group's partitions, or is the backend down?)",
                                 self.topic,
                                 self.group,
                                 self.remaining()

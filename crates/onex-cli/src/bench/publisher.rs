@@ -1,0 +1,183 @@
+//! `onex bench publisher`: [`BusPublisher::publish`](onex_core::EventPublisher::publish)
+//! against [`TransportBus::publish_envelope`] of the same events, on the same backend, in
+//! the same run. Target: ours ≥ 0.9 of the direct path's throughput.
+//!
+//! Both sides publish the same payloads, event type and partition keys to a fresh topic of
+//! the same bus, from the same number of tasks. The direct side gets its envelopes prebuilt
+//! (building is not timed); ours builds each envelope inside `publish`, validates, routes and
+//! goes through the retry executor and circuit breaker — that overhead is what is measured.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use onex_bus::publisher::BusPublisher;
+use onex_bus::TransportBus;
+use onex_core::{Envelope, Error, EventBus, EventPublisher, PublishOptions, Result, TopicSpec};
+
+use super::report::{Latencies, ScenarioReport, Side};
+
+const EVENT_TYPE: &str = "bench.order_created.v1";
+const PARTITIONS: u32 = 4;
+const KEYS: u64 = 64;
+/// Publishing tasks per side: one (latency of a lone caller) and many (sqlite group commit,
+/// Kafka batching).
+const CONCURRENCY: [usize; 2] = [1, 32];
+const TARGET: f64 = 0.9;
+
+/// A 256-byte JSON payload.
+fn payload(i: u64) -> Bytes {
+    let head = format!(r#"{{"order_id":{i},"customer":"c-0042","currency":"EUR","amount_cents":12345,"note":""#);
+    let pad = 256usize.saturating_sub(head.len() + 2);
+    Bytes::from(format!("{head}{}\"}}", "x".repeat(pad)))
+}
+
+fn key(i: u64) -> String {
+    format!("k{}", i % KEYS)
+}
+
+/// Runs the scenario on each URL (default: `memory://` and a temporary sqlite file).
+pub async fn run(bus_urls: &[String], messages: u64) -> Result<Vec<ScenarioReport>> {
+    if messages == 0 {
+        return Err(Error::config("bench publisher: --messages 0 measures nothing; use at least 1000"));
+    }
+    let tmp = std::env::temp_dir().join(format!("onex-bench-publisher-{}", uuid::Uuid::new_v4().simple()));
+    let urls: Vec<String> = if bus_urls.is_empty() {
+        vec!["memory://".to_string(), format!("sqlite://{}", tmp.join("bench.db").display())]
+    } else {
+        bus_urls.to_vec()
+    };
+    let mut reports = Vec::new();
+    for url in &urls {
+        let bus = onex_bus::connect(url).await?;
+        for concurrency in CONCURRENCY {
+            reports.push(scenario(&bus, messages, concurrency).await?);
+        }
+        bus.transport().close().await?;
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(reports)
+}
+
+async fn fresh_topic(bus: &TransportBus, side: &str) -> Result<String> {
+    let topic = format!("bench-publisher-{side}-{}", uuid::Uuid::new_v4().simple());
+    bus.admin().create_topic(TopicSpec::new(&topic, PARTITIONS)).await?;
+    bus.ensure_topic(&topic).await?;
+    Ok(topic)
+}
+
+async fn scenario(bus: &Arc<TransportBus>, messages: u64, concurrency: usize) -> Result<ScenarioReport> {
+    let backend = bus.backend().to_string();
+    let publisher = BusPublisher::builder(bus.clone()).source("bench").build()?;
+    // Warm both paths (topic metadata, connections, allocator) outside the measurement.
+    let warm = (messages / 20).clamp(100, 5_000);
+    direct(bus, &fresh_topic(bus, "warm-direct").await?, warm, concurrency).await?;
+    ours(&publisher, &fresh_topic(bus, "warm-ours").await?, warm, concurrency).await?;
+
+    let (direct_elapsed, direct_lat) = direct(bus, &fresh_topic(bus, "direct").await?, messages, concurrency).await?;
+    let (ours_elapsed, ours_lat) = ours(&publisher, &fresh_topic(bus, "ours").await?, messages, concurrency).await?;
+    publisher.close(Duration::from_secs(30)).await?;
+    let m = publisher.metrics();
+    if m.events_published != messages + warm || m.events_failed != 0 {
+        return Err(Error::protocol(format!(
+            "bench publisher: the publisher counted {} published and {} failed, expected {} and 0",
+            m.events_published,
+            m.events_failed,
+            messages + warm
+        )));
+    }
+    let ours_side = Side::new("BusPublisher.publish (build envelope, route, retry, breaker)", messages, ours_elapsed, "msg/s", &ours_lat);
+    let base_side = Side::new("TransportBus.publish_envelope (prebuilt envelopes)", messages, direct_elapsed, "msg/s", &direct_lat);
+    Ok(ScenarioReport::new(
+        format!("publisher/{backend}/c{concurrency}"),
+        ours_side,
+        base_side,
+        TARGET,
+        serde_json::json!({ "backend": backend, "payload_bytes": 256, "partitions": PARTITIONS, "concurrency": concurrency, "keys": KEYS }),
+    ))
+}
+
+/// Splits `0..messages` over `concurrency` tasks, each running `publish(i)` in order and
+/// timing every call.
+async fn drive<F, Fut>(messages: u64, concurrency: usize, publish: F) -> Result<(Duration, Latencies)>
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send,
+{
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrency as u64)
+        .map(|t| {
+            let publish = publish.clone();
+            tokio::spawn(async move {
+                let mut lat = Latencies::default();
+                let mut i = t;
+                while i < messages {
+                    let at = Instant::now();
+                    publish(i).await?;
+                    lat.record(at.elapsed());
+                    i += concurrency as u64;
+                }
+                Ok::<Latencies, Error>(lat)
+            })
+        })
+        .collect();
+    let mut all = Latencies::default();
+    for t in tasks {
+        let lat = t.await.map_err(|e| Error::protocol(format!("bench task panicked: {e}")))??;
+        all.merge(&lat);
+    }
+    Ok((started.elapsed(), all))
+}
+
+async fn direct(bus: &Arc<TransportBus>, topic: &str, messages: u64, concurrency: usize) -> Result<(Duration, Latencies)> {
+    let envelopes: Arc<Vec<Envelope>> = Arc::new(
+        (0..messages)
+            .map(|i| Ok(Envelope::from_json_bytes(EVENT_TYPE, payload(i))?.with_source("bench").with_partition_key(key(i))))
+            .collect::<Result<_>>()?,
+    );
+    let (bus, topic) = (bus.clone(), Arc::<str>::from(topic));
+    drive(messages, concurrency, move |i| {
+        let (bus, topic, envelopes) = (bus.clone(), topic.clone(), envelopes.clone());
+        async move { bus.publish_envelope(&envelopes[i as usize], &topic).await.map(|_| ()) }
+    })
+    .await
+}
+
+async fn ours(publisher: &BusPublisher, topic: &str, messages: u64, concurrency: usize) -> Result<(Duration, Latencies)> {
+    let inputs: Arc<Vec<(Bytes, String)>> = Arc::new((0..messages).map(|i| (payload(i), key(i))).collect());
+    let (publisher, topic) = (publisher.clone(), topic.to_string());
+    drive(messages, concurrency, move |i| {
+        let (publisher, inputs) = (publisher.clone(), inputs.clone());
+        let (payload, key) = inputs[i as usize].clone();
+        let opts = PublishOptions { topic: Some(topic.clone()), partition_key: Some(key), ..Default::default() };
+        async move { publisher.publish(EVENT_TYPE, payload, opts).await.map(|_| ()) }
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_is_256_bytes_of_json() {
+        for i in [0, 7, 123_456] {
+            let p = payload(i);
+            assert_eq!(p.len(), 256, "{}", String::from_utf8_lossy(&p));
+            serde_json::from_slice::<serde_json::Value>(&p).unwrap();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reports_both_sides_of_the_same_run() {
+        let reports = run(&["memory://".to_string()], 2_000).await.unwrap();
+        assert_eq!(reports.len(), CONCURRENCY.len());
+        for r in &reports {
+            assert!(r.scenario.starts_with("publisher/memory/c"), "{}", r.scenario);
+            assert_eq!((r.ours.count, r.baseline.count), (2_000, 2_000));
+            assert!(r.ours.throughput > 0.0 && r.baseline.throughput > 0.0 && r.ratio > 0.0);
+        }
+        assert!(run(&[], 0).await.unwrap_err().to_string().contains("--messages 0"));
+        assert!(run(&["carrier-pigeon://x".to_string()], 10).await.is_err());
+    }
+}
