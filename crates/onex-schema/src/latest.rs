@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,9 @@ struct Entry {
     fetched: Instant,
     /// `None`: the subject does not exist (also cached, so unvalidated topics stay cheap).
     schema: Option<Arc<CompiledSchema>>,
+    /// Set while one caller refetches an expired entry; the others keep the previous answer
+    /// meanwhile instead of all hitting the registry at once.
+    refreshing: AtomicBool,
 }
 
 /// The latest schema of each key, compiled, for `ttl`. Uses tokio's clock (testable paused).
@@ -41,23 +45,35 @@ impl LatestCache {
     }
 
     /// The cached latest schema for `key`, calling `fetch` when missing or older than the TTL.
-    /// A NotFound answer is cached as `None`; other errors are returned and not cached.
+    /// A NotFound answer is cached as `None`; other errors are returned and not cached. While
+    /// one caller refetches an expired entry, concurrent callers get the previous answer.
     pub(crate) async fn latest<F, Fut>(&self, key: &str, fetch: F) -> Result<Option<Arc<CompiledSchema>>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<SchemaInfo>>,
     {
         if let Some(entry) = self.entries.read().get(key) {
-            if entry.fetched.elapsed() < self.ttl {
+            if entry.fetched.elapsed() < self.ttl || entry.refreshing.swap(true, Ordering::AcqRel) {
                 return Ok(entry.schema.clone());
             }
         }
         let schema = match fetch().await {
-            Ok(info) => Some(self.validators.get_or_compile(&info.schema, info.schema_type)?),
-            Err(e) if e.kind() == ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
+            Ok(info) => self.validators.get_or_compile(&info.schema, info.schema_type).map(Some),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
         };
-        self.entries.write().insert(key.to_string(), Entry { fetched: Instant::now(), schema: schema.clone() });
-        Ok(schema)
+        match schema {
+            Ok(schema) => {
+                let entry = Entry { fetched: Instant::now(), schema: schema.clone(), refreshing: AtomicBool::new(false) };
+                self.entries.write().insert(key.to_string(), entry);
+                Ok(schema)
+            }
+            Err(e) => {
+                if let Some(entry) = self.entries.read().get(key) {
+                    entry.refreshing.store(false, Ordering::Release);
+                }
+                Err(e)
+            }
+        }
     }
 }
