@@ -1,5 +1,5 @@
 //! [`ConfluentRegistryClient`]: the Confluent schema registry REST API (Confluent, Redpanda, or
-//! onex's own [`rest_api`](crate) server) behind [`SchemaRegistry`].
+//! onex's own `rest_api` server) behind [`SchemaRegistry`].
 
 use std::fmt;
 use std::time::Duration;

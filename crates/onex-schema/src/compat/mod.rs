@@ -8,7 +8,7 @@
 //! - FULL: both. `*_TRANSITIVE` checks against every earlier live version, the others against
 //!   the latest only. NONE checks nothing.
 //!
-//! The checker walks both schemas in parallel ([`rules`]). It proves inclusion for `type`
+//! The checker walks both schemas in parallel (`rules.rs`). It proves inclusion for `type`
 //! (integer ⊂ number), `properties`, `required`, `additionalProperties`, `enum`/`const`,
 //! `items`/`prefixItems`, numeric and length bounds, `multipleOf`, `uniqueItems` and local
 //! `$ref`s. Keywords it cannot reason about (`oneOf`, `anyOf`, `allOf`, `not`, `if`/`then`/`else`,
