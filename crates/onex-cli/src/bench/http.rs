@@ -56,6 +56,34 @@ where
     Ok((started.elapsed(), all))
 }
 
+/// Measures both sides in alternating rounds (baseline, ours, ours, baseline, …) so that load
+/// from other processes on the machine hits both alike; returns (ours, baseline) totals.
+pub(crate) async fn alternate<B, BF, O, OF>(concurrency: usize, requests: u64, baseline: B, ours: O) -> Result<((Duration, Latencies), (Duration, Latencies))>
+where
+    B: Fn(u64) -> BF + Clone + Send + 'static,
+    BF: Future<Output = Result<()>> + Send,
+    O: Fn(u64) -> OF + Clone + Send + 'static,
+    OF: Future<Output = Result<()>> + Send,
+{
+    const ROUNDS: u64 = 4;
+    let per_round = (requests / ROUNDS).max(1);
+    let (mut o_total, mut b_total) = ((Duration::ZERO, Latencies::default()), (Duration::ZERO, Latencies::default()));
+    for round in 0..ROUNDS {
+        let add = |total: &mut (Duration, Latencies), (elapsed, lat): (Duration, Latencies)| {
+            total.0 += elapsed;
+            total.1.merge(&lat);
+        };
+        if round % 2 == 0 {
+            add(&mut b_total, drive(concurrency, per_round, baseline.clone()).await?);
+            add(&mut o_total, drive(concurrency, per_round, ours.clone()).await?);
+        } else {
+            add(&mut o_total, drive(concurrency, per_round, ours.clone()).await?);
+            add(&mut b_total, drive(concurrency, per_round, baseline.clone()).await?);
+        }
+    }
+    Ok((o_total, b_total))
+}
+
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
@@ -162,12 +190,12 @@ pub async fn run(concurrency: &[usize], requests: u64) -> Result<Vec<ScenarioRep
                 }
             }
         };
-        // Warm both (connections, caches), then measure the baseline and ours back to back.
+        // Warm both (connections, caches), then measure in alternating rounds.
         let warm = (requests / 10).clamp(100, 5_000);
         drive(c, warm, baseline_call.clone()).await?;
         drive(c, warm, ours_call.clone()).await?;
-        let (b_elapsed, b_lat) = drive(c, requests, baseline_call).await?;
-        let (o_elapsed, o_lat) = drive(c, requests, ours_call).await?;
+        let ((o_elapsed, o_lat), (b_elapsed, b_lat)) = alternate(c, requests, baseline_call, ours_call).await?;
+        let requests = (requests / 4).max(1) * 4;
         ours.shutdown(Duration::from_secs(5)).await?;
         reports.push(ScenarioReport::new(
             format!("http/c{c}"),

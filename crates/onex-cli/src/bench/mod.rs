@@ -5,6 +5,7 @@ pub mod bus_sqlite;
 pub mod http;
 pub mod postgres;
 pub mod report;
+pub mod schema;
 
 use onex_core::{Error, Result};
 
@@ -21,7 +22,7 @@ pub(crate) fn payload_256(i: u64) -> serde_json::Value {
 }
 
 /// Scenario names.
-pub const SCENARIOS: [&str; 4] = ["bus-memory", "bus-sqlite", "http", "postgres"];
+pub const SCENARIOS: [&str; 5] = ["bus-memory", "bus-sqlite", "http", "postgres", "schema"];
 
 fn levels(args: &BenchArgs) -> Vec<usize> {
     if args.concurrency.is_empty() {
@@ -37,6 +38,7 @@ pub(crate) async fn run(args: BenchArgs, json: bool) -> Result<()> {
         "bus-sqlite" => bus_sqlite::run(args.messages.unwrap_or(200_000)).await?,
         "http" => http::run(&levels(&args), args.requests.unwrap_or(20_000)).await?,
         "postgres" => postgres::run(&levels(&args), args.requests.unwrap_or(20_000)).await?,
+        "schema" => schema::run(args.messages.unwrap_or(200_000)).await?,
         other => {
             return Err(Error::config(format!("unknown bench scenario {other:?}; known: {}", SCENARIOS.join(", "))));
         }

@@ -15,7 +15,7 @@ use onex_handlers::deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMe
 use onex_handlers::tokio_postgres::{self, NoTls};
 use serde_json::json;
 
-use super::http::drive;
+use super::http::{alternate, drive};
 use super::report::{ScenarioReport, Side};
 
 const QUERY: &str = "select $1::int4 as id, 'item-' || $1::text as name, ($1::int4 * 1.25)::numeric(12,2) as price, timestamptz '2024-05-01 12:00:00+00' as at";
@@ -86,8 +86,8 @@ pub async fn run(concurrency: &[usize], requests: u64) -> Result<Vec<ScenarioRep
         let warm = (requests / 10).clamp(100, 2_000);
         drive(c, warm, baseline_call.clone()).await?;
         drive(c, warm, ours_call.clone()).await?;
-        let (b_elapsed, b_lat) = drive(c, requests, baseline_call).await?;
-        let (o_elapsed, o_lat) = drive(c, requests, ours_call).await?;
+        let ((o_elapsed, o_lat), (b_elapsed, b_lat)) = alternate(c, requests, baseline_call, ours_call).await?;
+        let requests = (requests / 4).max(1) * 4;
         ours.shutdown(Duration::from_secs(5)).await?;
         raw.close();
         reports.push(ScenarioReport::new(
