@@ -8,8 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use onex_core::envelope::encode_record;
 use onex_core::{
-    validate_topic, Envelope, Error, EventBus, EventMessage, HealthStatus, IdempotencyStore, PayloadValidator, Receipt, Result, Subscription, SubscriptionId,
-    TopicAdmin, TopicSpec,
+    validate_topic, Envelope, Error, EventBus, EventMessage, HealthStatus, IdempotencyStore, PayloadValidator, Receipt, Result,
+    Subscription, SubscriptionId, TopicAdmin, TopicSpec,
 };
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
@@ -201,7 +201,11 @@ impl TransportBus {
 #[async_trait]
 impl EventBus for TransportBus {
     async fn publish(&self, msg: EventMessage) -> Result<Receipt> {
-        let rec = ProduceRecord { key: msg.key.clone(), record: onex_core::Record { key: msg.key, value: msg.value, headers: msg.headers }, partition: msg.partition };
+        let rec = ProduceRecord {
+            key: msg.key.clone(),
+            record: onex_core::Record { key: msg.key, value: msg.value, headers: msg.headers },
+            partition: msg.partition,
+        };
         let result = self.core.produce_one(&msg.topic, rec).await;
         if let Err(e) = &result {
             if e.kind() == onex_core::ErrorKind::NotFound {
@@ -226,7 +230,9 @@ impl EventBus for TransportBus {
             return Err(Error::config("idempotent subscription needs an idempotency store: set BusConfig.idempotency"));
         }
         if sub.options.validate_payloads && self.core.config.validator.is_none() {
-            return Err(Error::config("a subscription with validate_payloads needs a validator: set BusConfig.validator (the schema registry)"));
+            return Err(Error::config(
+                "a subscription with validate_payloads needs a validator: set BusConfig.validator (the schema registry)",
+            ));
         }
         self.core.ensure_topic(&sub.topic).await?;
         let id = SubscriptionId(self.next_id.fetch_add(1, Ordering::Relaxed));

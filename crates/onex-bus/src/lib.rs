@@ -16,9 +16,9 @@
 pub mod bus;
 pub mod dlq;
 pub mod engine;
+pub mod idempotency;
 #[cfg(feature = "kafka")]
 pub mod kafka;
-pub mod idempotency;
 pub mod memory;
 pub mod partitioner;
 pub mod provider;
@@ -33,5 +33,5 @@ pub mod testing;
 pub use bus::{BusConfig, TransportBus};
 pub use dlq::{BusDlqHandler, DlqConfig};
 pub use idempotency::MemoryIdempotencyStore;
-pub use publisher::{BusPublisher, TopicRouter};
 pub use provider::{connect, connect_with, open_transport, BusProvider};
+pub use publisher::{BusPublisher, TopicRouter};

@@ -22,7 +22,8 @@ pub fn bus_config_from_url(url: &url::Url) -> Result<BusConfig> {
                     v.parse().ok().filter(|n| *n > 0).ok_or_else(|| Error::config(format!("partitions={v:?} must be a positive number")))?
             }
             "auto_create_topics" => {
-                config.auto_create_topics = v.parse().map_err(|_| Error::config(format!("auto_create_topics={v:?} must be true or false")))?
+                config.auto_create_topics =
+                    v.parse().map_err(|_| Error::config(format!("auto_create_topics={v:?} must be true or false")))?
             }
             _ => {}
         }
@@ -32,7 +33,12 @@ pub fn bus_config_from_url(url: &url::Url) -> Result<BusConfig> {
 
 /// Parses a bus URL, with a message that says what is accepted.
 pub fn parse_bus_url(raw: &str) -> Result<url::Url> {
-    let url = url::Url::parse(raw).map_err(|e| Error::config(format!("invalid bus URL {:?}: {e}; expected memory://, sqlite://PATH, kafka://HOST:PORT or redpanda://HOST:PORT", onex_core::sanitize::sanitize(raw))))?;
+    let url = url::Url::parse(raw).map_err(|e| {
+        Error::config(format!(
+            "invalid bus URL {:?}: {e}; expected memory://, sqlite://PATH, kafka://HOST:PORT or redpanda://HOST:PORT",
+            onex_core::sanitize::sanitize(raw)
+        ))
+    })?;
     Ok(url)
 }
 

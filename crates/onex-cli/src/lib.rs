@@ -52,4 +52,3 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
     }
 }
-

@@ -4,11 +4,21 @@
 use std::process::{Command, Output};
 
 fn onex(bus: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_onex")).arg("--bus").arg(bus).args(args).env_remove("ONEX_BUS").env_remove("ONEX_REGISTRY").output().expect("run onex")
+    Command::new(env!("CARGO_BIN_EXE_onex"))
+        .arg("--bus")
+        .arg(bus)
+        .args(args)
+        .env_remove("ONEX_BUS")
+        .env_remove("ONEX_REGISTRY")
+        .output()
+        .expect("run onex")
 }
 
 fn json_lines(out: &Output) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}"))).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect()
 }
 
 fn bus(dir: &tempfile::TempDir) -> String {
@@ -19,7 +29,23 @@ fn bus(dir: &tempfile::TempDir) -> String {
 fn publish_then_consume_from_beginning_with_json() {
     let dir = tempfile::tempdir().unwrap();
     let bus = bus(&dir);
-    let out = onex(&bus, &["--json", "publish", "--topic", "orders", "--event-type", "shop.order.v1", "--key", "o-1", "--payload", r#"{"sku":"a"}"#, "--count", "5"]);
+    let out = onex(
+        &bus,
+        &[
+            "--json",
+            "publish",
+            "--topic",
+            "orders",
+            "--event-type",
+            "shop.order.v1",
+            "--key",
+            "o-1",
+            "--payload",
+            r#"{"sku":"a"}"#,
+            "--count",
+            "5",
+        ],
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let receipts = json_lines(&out);
     assert_eq!(receipts.len(), 5);
@@ -27,7 +53,8 @@ fn publish_then_consume_from_beginning_with_json() {
     let offsets: Vec<u64> = receipts.iter().map(|r| r["offset"].as_u64().unwrap()).collect();
     assert_eq!(offsets, vec![0, 1, 2, 3, 4]);
 
-    let out = onex(&bus, &["--json", "consume", "--topic", "orders", "--group", "g1", "--count", "5", "--timeout", "30", "--from-beginning"]);
+    let out =
+        onex(&bus, &["--json", "consume", "--topic", "orders", "--group", "g1", "--count", "5", "--timeout", "30", "--from-beginning"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let events = json_lines(&out);
     let seqs: Vec<u64> = events.iter().map(|e| e["payload"]["seq"].as_u64().unwrap()).collect();
@@ -47,7 +74,9 @@ fn publish_then_consume_from_beginning_with_json() {
 fn consume_with_count_does_not_acknowledge_what_it_did_not_print() {
     let dir = tempfile::tempdir().unwrap();
     let bus = bus(&dir);
-    assert!(onex(&bus, &["publish", "--topic", "t", "--event-type", "e.v1", "--key", "k", "--payload", "{}", "--count", "6"]).status.success());
+    assert!(onex(&bus, &["publish", "--topic", "t", "--event-type", "e.v1", "--key", "k", "--payload", "{}", "--count", "6"])
+        .status
+        .success());
     let first = onex(&bus, &["--json", "consume", "--topic", "t", "--group", "g", "--count", "2", "--timeout", "30", "--from-beginning"]);
     assert!(first.status.success());
     let rest = onex(&bus, &["--json", "consume", "--topic", "t", "--group", "g", "--count", "4", "--timeout", "30", "--from-beginning"]);
@@ -101,7 +130,8 @@ fn errors_say_what_to_fix() {
 #[test]
 fn demo_runs_the_whole_flow() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_onex")).args(["demo", "--json"]).current_dir(dir.path()).env_remove("ONEX_BUS").output().unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_onex")).args(["demo", "--json"]).current_dir(dir.path()).env_remove("ONEX_BUS").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let summary = &json_lines(&out)[0];
     assert_eq!(summary["bus"], "sqlite");

@@ -30,7 +30,8 @@ async fn publisher_refuses_invalid_payloads_and_sends_nothing() {
     let (bus, registry) = setup(&dir).await;
     let publisher = BusPublisher::builder(bus.clone()).validator(Arc::new(RegistryValidator::new(registry))).build().unwrap();
     let opts = PublishOptions { topic: Some("orders".into()), ..Default::default() };
-    let err = publisher.publish("shop.order_created.v1", Bytes::from_static(br#"{"order_id": 7, "qty": 0}"#), opts.clone()).await.unwrap_err();
+    let err =
+        publisher.publish("shop.order_created.v1", Bytes::from_static(br#"{"order_id": 7, "qty": 0}"#), opts.clone()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Schema, "{err}");
     let onex_core::Error::Schema { violations, .. } = &err else { unreachable!() };
     let pointers: Vec<&str> = violations.iter().map(|v| v.instance_path.as_str()).collect();

@@ -3,8 +3,8 @@
 #[path = "/work/main/crates/onex-cli/src/commands/dlq.rs"]
 mod dlq;
 mod bench {
-    #[path = "/work/main/crates/onex-cli/src/bench/report.rs"]
-    pub mod report;
     #[path = "/work/main/crates/onex-cli/src/bench/publisher.rs"]
     pub mod publisher;
+    #[path = "/work/main/crates/onex-cli/src/bench/report.rs"]
+    pub mod report;
 }

@@ -21,7 +21,9 @@ use crate::{Envelope, Error, HealthStatus, Result};
 /// assert!(onex_core::validate_topic("orders/v1").is_err());
 /// ```
 pub fn validate_topic(topic: &str) -> Result<()> {
-    let bad = |why: &str| Err(Error::config(format!("invalid topic name {topic:?}: {why}; use 1 to 249 characters of [A-Za-z0-9._-]")).with("topic", topic));
+    let bad = |why: &str| {
+        Err(Error::config(format!("invalid topic name {topic:?}: {why}; use 1 to 249 characters of [A-Za-z0-9._-]")).with("topic", topic))
+    };
     if topic.is_empty() {
         return bad("it is empty");
     }

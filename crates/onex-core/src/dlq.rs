@@ -45,7 +45,9 @@ impl DlqBytes {
         use base64::Engine;
         match self {
             DlqBytes::Utf8(s) => Ok(s.as_bytes().to_vec()),
-            DlqBytes::Base64(b) => base64::engine::general_purpose::STANDARD.decode(b).map_err(|e| crate::Error::decode(format!("DLQ record holds invalid base64: {e}"))),
+            DlqBytes::Base64(b) => base64::engine::general_purpose::STANDARD
+                .decode(b)
+                .map_err(|e| crate::Error::decode(format!("DLQ record holds invalid base64: {e}"))),
         }
     }
 }
@@ -134,7 +136,13 @@ pub struct ReprocessOptions {
 
 impl Default for ReprocessOptions {
     fn default() -> Self {
-        ReprocessOptions { limit: None, filter: DlqFilter::default(), rate_per_second: None, dry_run: false, replay_cap: DEFAULT_REPLAY_CAP }
+        ReprocessOptions {
+            limit: None,
+            filter: DlqFilter::default(),
+            rate_per_second: None,
+            dry_run: false,
+            replay_cap: DEFAULT_REPLAY_CAP,
+        }
     }
 }
 

@@ -39,15 +39,15 @@ pub mod secret;
 pub mod util;
 
 pub use bus::{
-    handler_fn, validate_topic, Delivery, EventBus, EventHandler, EventMessage, PartitionInfo, Receipt, StartFrom, Subscription, SubscriptionId,
-    SubscriptionOptions, TopicAdmin, TopicInfo, TopicSpec,
+    handler_fn, validate_topic, Delivery, EventBus, EventHandler, EventMessage, PartitionInfo, Receipt, StartFrom, Subscription,
+    SubscriptionId, SubscriptionOptions, TopicAdmin, TopicInfo, TopicSpec,
 };
 pub use dlq::{DlqHandler, DlqRecord};
 pub use envelope::{Envelope, Metadata};
 pub use error::{Error, ErrorKind, Result, Violation};
 pub use handler::{
-    Auth, Body, ConnectionConfig, HandlerDescriptor, HealthStatus, OperationConfig, PoolConfig, PoolStats, ProtocolHandler, ProtocolRequest,
-    ProtocolResponse, Timeouts, TlsConfig,
+    Auth, Body, ConnectionConfig, HandlerDescriptor, HealthStatus, OperationConfig, PoolConfig, PoolStats, ProtocolHandler,
+    ProtocolRequest, ProtocolResponse, Timeouts, TlsConfig,
 };
 pub use idempotency::{ClaimOutcome, IdempotencyStore};
 pub use lifecycle::{LifecycleState, ManagedHandler};

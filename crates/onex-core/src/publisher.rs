@@ -71,7 +71,8 @@ pub trait EventPublisher: Send + Sync {
 pub trait EventPublisherExt: EventPublisher {
     /// Serializes `payload` to JSON once and publishes it.
     async fn publish_json<T: Serialize + Sync + ?Sized>(&self, event_type: &str, payload: &T, opts: PublishOptions) -> Result<Receipt> {
-        let bytes = serde_json::to_vec(payload).map_err(|e| crate::Error::rejected(format!("payload of {event_type} cannot be serialized: {e}")))?;
+        let bytes = serde_json::to_vec(payload)
+            .map_err(|e| crate::Error::rejected(format!("payload of {event_type} cannot be serialized: {e}")))?;
         self.publish(event_type, Bytes::from(bytes), opts).await
     }
 }

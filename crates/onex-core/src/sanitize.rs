@@ -65,7 +65,10 @@ fn mask_pairs(text: &str) -> String {
             while s < bytes.len() && bytes[s] == b' ' {
                 s += 1;
             }
-            let end = text[s..].find(|c: char| c.is_whitespace() || c == '&' || c == ';' || c == ',' || c == '"' || c == '\'').map(|e| s + e).unwrap_or(text.len());
+            let end = text[s..]
+                .find(|c: char| c.is_whitespace() || c == '&' || c == ';' || c == ',' || c == '"' || c == '\'')
+                .map(|e| s + e)
+                .unwrap_or(text.len());
             out.push_str(&text[i..s]);
             if end > s {
                 out.push_str("***");

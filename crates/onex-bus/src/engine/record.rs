@@ -56,7 +56,13 @@ pub(crate) async fn handle_record(ctx: &SubscriptionContext, rec: &ConsumedRecor
             };
             if let Err(error) = verdict {
                 ctx.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                let failure = Failure { error, attempts: 1, first_failure, correlation_id: Some(correlation_id), event_type: Some(envelope.event_type) };
+                let failure = Failure {
+                    error,
+                    attempts: 1,
+                    first_failure,
+                    correlation_id: Some(correlation_id),
+                    event_type: Some(envelope.event_type),
+                };
                 return write_dlq(ctx, rec, failure, stopping).await;
             }
         }

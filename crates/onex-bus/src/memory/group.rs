@@ -61,12 +61,14 @@ impl GroupState {
     /// The next change `member` must act on: first revocations, then assignments of
     /// partitions that nobody holds any more.
     pub(crate) fn next_change(&mut self, member: MemberId) -> Change {
-        let mut revoke: Vec<u32> = self.owner.iter().filter(|(p, m)| **m == member && self.target.get(p) != Some(&member)).map(|(p, _)| *p).collect();
+        let mut revoke: Vec<u32> =
+            self.owner.iter().filter(|(p, m)| **m == member && self.target.get(p) != Some(&member)).map(|(p, _)| *p).collect();
         if !revoke.is_empty() {
             revoke.sort_unstable();
             return Change::Revoke(revoke);
         }
-        let mut assign: Vec<u32> = self.target.iter().filter(|(p, m)| **m == member && !self.owner.contains_key(p)).map(|(p, _)| *p).collect();
+        let mut assign: Vec<u32> =
+            self.target.iter().filter(|(p, m)| **m == member && !self.owner.contains_key(p)).map(|(p, _)| *p).collect();
         if !assign.is_empty() {
             assign.sort_unstable();
             for p in &assign {
@@ -92,7 +94,8 @@ impl GroupState {
     /// Partitions currently held by `member` whose target is still `member`.
     #[cfg(test)]
     pub(crate) fn stable_partitions(&self, member: MemberId) -> Vec<u32> {
-        let mut v: Vec<u32> = self.owner.iter().filter(|(p, m)| **m == member && self.target.get(p) == Some(&member)).map(|(p, _)| *p).collect();
+        let mut v: Vec<u32> =
+            self.owner.iter().filter(|(p, m)| **m == member && self.target.get(p) == Some(&member)).map(|(p, _)| *p).collect();
         v.sort_unstable();
         v
     }

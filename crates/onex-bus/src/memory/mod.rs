@@ -61,10 +61,13 @@ struct Topic {
     round_robin: AtomicU32,
 }
 
+/// Group state per (group, topic).
+type Groups = HashMap<(String, String), Arc<Mutex<GroupState>>>;
+
 #[derive(Debug, Default)]
 struct Inner {
     topics: RwLock<HashMap<String, Arc<Topic>>>,
-    groups: Mutex<HashMap<(String, String), Arc<Mutex<GroupState>>>>,
+    groups: Mutex<Groups>,
     next_member: AtomicU64,
 }
 
@@ -101,14 +104,23 @@ impl MemoryTransport {
                 "max_message_bytes" => config.max_message_bytes = parse_num(&k, &v)?,
                 // Bus-level options are read by the provider.
                 "partitions" | "auto_create_topics" => {}
-                other => return Err(Error::config(format!("unknown memory:// option {other:?}; known: retention_records, max_message_bytes, partitions, auto_create_topics"))),
+                other => {
+                    return Err(Error::config(format!(
+                        "unknown memory:// option {other:?}; known: retention_records, max_message_bytes, partitions, auto_create_topics"
+                    )))
+                }
             }
         }
         Ok(Self::new(config))
     }
 
     fn topic(&self, name: &str) -> Result<Arc<Topic>> {
-        self.inner.topics.read().get(name).cloned().ok_or_else(|| Error::not_found(format!("topic {name:?} does not exist")).with("topic", name))
+        self.inner
+            .topics
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("topic {name:?} does not exist")).with("topic", name))
     }
 }
 
@@ -236,7 +248,16 @@ impl Transport for MemoryTransport {
         let member = self.inner.next_member.fetch_add(1, Ordering::Relaxed);
         state.lock().join(member, t.partitions.len() as u32);
         t.notify.notify_waiters();
-        Ok(Box::new(MemoryConsumer { topic: t, state, member, start, positions: BTreeMap::new(), revoking: Vec::new(), cursor: 0, closed: false }))
+        Ok(Box::new(MemoryConsumer {
+            topic: t,
+            state,
+            member,
+            start,
+            positions: BTreeMap::new(),
+            revoking: Vec::new(),
+            cursor: 0,
+            closed: false,
+        }))
     }
 
     fn admin(&self) -> &dyn TopicAdmin {
@@ -291,7 +312,13 @@ impl MemoryConsumer {
             let from = (*pos - log.base) as usize;
             let take = (max - out.len()).min(log.records.len().saturating_sub(from));
             for (i, s) in log.records.range(from..from + take).enumerate() {
-                out.push(ConsumedRecord { topic: self.topic.name.clone(), partition: p, offset: *pos + i as u64, timestamp: s.timestamp, record: s.record.clone() });
+                out.push(ConsumedRecord {
+                    topic: self.topic.name.clone(),
+                    partition: p,
+                    offset: *pos + i as u64,
+                    timestamp: s.timestamp,
+                    record: s.record.clone(),
+                });
             }
             *pos += take as u64;
         }
@@ -351,7 +378,10 @@ impl TransportConsumer for MemoryConsumer {
         let mut state = self.state.lock();
         for (p, _) in offsets {
             if !state.owns(self.member, *p) {
-                return Err(Error::invalid_state(format!("partition {p} of {:?} is not owned by this consumer; commit refused", self.topic.name)));
+                return Err(Error::invalid_state(format!(
+                    "partition {p} of {:?} is not owned by this consumer; commit refused",
+                    self.topic.name
+                )));
             }
         }
         for (p, o) in offsets {

@@ -8,7 +8,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use onex_core::dlq::DlqBytes;
 use onex_core::envelope::ce_headers as h;
-use onex_core::{handler_fn, Delivery, Envelope, Error, ErrorKind, EventBus, EventMessage, Headers, Subscription, SubscriptionOptions, TopicSpec};
+use onex_core::{
+    handler_fn, Delivery, Envelope, Error, ErrorKind, EventBus, EventMessage, Headers, Subscription, SubscriptionOptions, TopicSpec,
+};
 use uuid::Uuid;
 
 use super::{fast_retries, read_dlq, unique_topic, wait_until, Collector, Harness};
@@ -58,7 +60,9 @@ pub async fn per_key_order(h: &impl Harness) {
     bus.start().await.unwrap();
     let mut pending = futures::stream::FuturesOrdered::new();
     for i in 0..n {
-        let env = Envelope::new("conformance.order.v1", &serde_json::json!({"key": i % keys, "seq": i / keys})).unwrap().with_partition_key(format!("k{}", i % keys));
+        let env = Envelope::new("conformance.order.v1", &serde_json::json!({"key": i % keys, "seq": i / keys}))
+            .unwrap()
+            .with_partition_key(format!("k{}", i % keys));
         let bus = bus.clone();
         let topic = topic.clone();
         pending.push_back(async move { bus.publish_envelope(&env, &topic).await });
@@ -168,7 +172,10 @@ pub async fn retryable_failure_retries_then_dlq(h: &impl Harness) {
     });
     bus.subscribe(Subscription::new(&topic, "payments", handler).with_options(fast_retries(3))).await.unwrap();
     bus.start().await.unwrap();
-    let env = Envelope::new("conformance.retry.v1", &serde_json::json!({"amount": 10})).unwrap().with_partition_key("acct-1").with_header("x-keep", "me");
+    let env = Envelope::new("conformance.retry.v1", &serde_json::json!({"amount": 10}))
+        .unwrap()
+        .with_partition_key("acct-1")
+        .with_header("x-keep", "me");
     let receipt = bus.publish_envelope(&env, &topic).await.unwrap();
     let dlq = read_dlq(&bus, &format!("{topic}.dlq"), 1).await;
     assert_eq!(calls.load(Ordering::SeqCst), 4, "1 attempt + 3 retries");
@@ -262,7 +269,9 @@ pub async fn undecodable_bytes_go_to_dlq(h: &impl Harness) {
     c.subscribe(&bus, &topic, "g", fast_retries(3)).await;
     bus.start().await.unwrap();
     let garbage = Bytes::from_static(b"\xff\xfe\x00 not json {");
-    bus.publish(EventMessage { topic: topic.clone(), key: Some(Bytes::from_static(b"k")), value: garbage.clone(), ..Default::default() }).await.unwrap();
+    bus.publish(EventMessage { topic: topic.clone(), key: Some(Bytes::from_static(b"k")), value: garbage.clone(), ..Default::default() })
+        .await
+        .unwrap();
     let good = Envelope::new("conformance.good.v1", &1).unwrap().with_partition_key("k");
     bus.publish_envelope(&good, &topic).await.unwrap();
     let dlq = read_dlq(&bus, &format!("{topic}.dlq"), 1).await;
@@ -286,7 +295,15 @@ pub async fn binary_values_survive_dlq(h: &impl Harness) {
     env.payload = Bytes::from((0u8..=255).rev().collect::<Vec<u8>>());
     let mut rec = onex_core::envelope::encode_record(&env);
     rec.headers.push("x-bin", Bytes::from_static(&[0xc3, 0x28, 0x00, 0xff]));
-    bus.publish(EventMessage { topic: topic.clone(), key: rec.key.clone(), value: rec.value.clone(), headers: rec.headers.clone(), partition: None }).await.unwrap();
+    bus.publish(EventMessage {
+        topic: topic.clone(),
+        key: rec.key.clone(),
+        value: rec.value.clone(),
+        headers: rec.headers.clone(),
+        partition: None,
+    })
+    .await
+    .unwrap();
     let dlq = read_dlq(&bus, &format!("{topic}.dlq"), 1).await;
     let r = &dlq[0].1;
     assert_eq!(r.value.to_bytes().unwrap(), env.payload.to_vec());
@@ -314,13 +331,35 @@ pub async fn structured_and_plain_records_decode(h: &impl Harness) {
     });
     let mut hs = Headers::new();
     hs.push(h::CONTENT_TYPE, Bytes::from_static(b"application/cloudevents+json"));
-    bus.publish(EventMessage { topic: topic.clone(), key: None, value: Bytes::from(structured.to_string()), headers: hs, partition: Some(0) }).await.unwrap();
+    bus.publish(EventMessage {
+        topic: topic.clone(),
+        key: None,
+        value: Bytes::from(structured.to_string()),
+        headers: hs,
+        partition: Some(0),
+    })
+    .await
+    .unwrap();
     let mut hs = Headers::new();
     hs.push(h::PLAIN_EVENT_TYPE, Bytes::from_static(b"plain.thing.v1"));
-    bus.publish(EventMessage { topic: topic.clone(), key: None, value: Bytes::from_static(br#"{"b":2}"#), headers: hs, partition: Some(0) }).await.unwrap();
-    bus.publish(EventMessage { topic: topic.clone(), key: None, value: Bytes::from_static(br#"[3]"#), headers: Headers::new(), partition: Some(0) })
-        .await
-        .unwrap();
+    bus.publish(EventMessage {
+        topic: topic.clone(),
+        key: None,
+        value: Bytes::from_static(br#"{"b":2}"#),
+        headers: hs,
+        partition: Some(0),
+    })
+    .await
+    .unwrap();
+    bus.publish(EventMessage {
+        topic: topic.clone(),
+        key: None,
+        value: Bytes::from_static(br#"[3]"#),
+        headers: Headers::new(),
+        partition: Some(0),
+    })
+    .await
+    .unwrap();
     let got = c.wait_for(3).await;
     let by_type: BTreeMap<String, &Delivery> = got.iter().map(|d| (d.envelope.event_type.clone(), d)).collect();
     let s = &by_type["legacy.thing.v1"].envelope;

@@ -23,14 +23,17 @@ fn envelopes(n: u64) -> Result<Vec<Envelope>> {
     (0..n)
         .map(|i| {
             let payload = Bytes::from(serde_json::to_vec(&payload_256(i))?);
-            Ok(Envelope::from_json_bytes("bench.order_created.v1", payload)?.with_source("bench").with_partition_key(format!("k{}", i % 64)))
+            Ok(Envelope::from_json_bytes("bench.order_created.v1", payload)?
+                .with_source("bench")
+                .with_partition_key(format!("k{}", i % 64)))
         })
         .collect()
 }
 
 async fn ours(envs: Vec<Envelope>) -> Result<Side> {
     let n = envs.len() as u64;
-    let bus = TransportBus::with_config(Arc::new(MemoryTransport::default()), BusConfig { default_partitions: PARTITIONS, ..Default::default() });
+    let bus =
+        TransportBus::with_config(Arc::new(MemoryTransport::default()), BusConfig { default_partitions: PARTITIONS, ..Default::default() });
     bus.admin().create_topic(TopicSpec::new("bench", PARTITIONS)).await?;
     let count = Arc::new(AtomicU64::new(0));
     let lat = Arc::new(Mutex::new(Latencies::default()));
@@ -67,7 +70,8 @@ async fn ours(envs: Vec<Envelope>) -> Result<Side> {
 type Raw = (Option<Bytes>, Bytes, Headers, Instant);
 
 async fn baseline(envs: &[Envelope]) -> Side {
-    let records: Vec<(Option<Bytes>, Bytes, Headers)> = envs.iter().map(|e| encode_record(e)).map(|r| (r.key, r.value, r.headers)).collect();
+    let records: Vec<(Option<Bytes>, Bytes, Headers)> =
+        envs.iter().map(|e| encode_record(e)).map(|r| (r.key, r.value, r.headers)).collect();
     let n = records.len() as u64;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Raw>(8192);
     let receiver = tokio::spawn(async move {

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use onex_core::{handler_fn, Delivery, Error, EventBus, Result, StartFrom, Subscription, SubscriptionOptions};
 use onex_bus::TransportBus;
+use onex_core::{handler_fn, Delivery, Error, EventBus, Result, StartFrom, Subscription, SubscriptionOptions};
 use tokio::sync::Notify;
 
 use crate::cli::ConsumeArgs;
@@ -65,7 +65,8 @@ pub(crate) async fn run(bus: &TransportBus, args: ConsumeArgs, json: bool) -> Re
             Ok(())
         }
     });
-    let options = SubscriptionOptions { start_from: if args.from_beginning { StartFrom::Earliest } else { StartFrom::Latest }, ..Default::default() };
+    let options =
+        SubscriptionOptions { start_from: if args.from_beginning { StartFrom::Earliest } else { StartFrom::Latest }, ..Default::default() };
     bus.subscribe(Subscription::new(&args.topic, &args.group, handler).with_options(options)).await?;
     bus.start().await?;
     let reached = tokio::select! {
@@ -83,9 +84,10 @@ pub(crate) async fn run(bus: &TransportBus, args: ConsumeArgs, json: bool) -> Re
     bus.stop_consuming(Duration::from_secs(10)).await?;
     let got = handled.load(Ordering::SeqCst);
     match args.count {
-        Some(n) if !reached && got < n => {
-            Err(Error::timeout(format!("received {got} of {n} events from {} before stopping", args.topic), Duration::from_secs_f64(args.timeout.unwrap_or(0.0))))
-        }
+        Some(n) if !reached && got < n => Err(Error::timeout(
+            format!("received {got} of {n} events from {} before stopping", args.topic),
+            Duration::from_secs_f64(args.timeout.unwrap_or(0.0)),
+        )),
         _ => Ok(()),
     }
 }

@@ -128,7 +128,9 @@ pub async fn run(registry: Arc<dyn SchemaRegistry>, cmd: SchemaCommand, json: bo
         }
         SchemaCommand::Get { subject, version } => {
             let info = registry.get(&subject, parse_version(version.as_deref())?).await?;
-            emit(json, serde_json::to_value(&info)?, || format!("{} version {} (id {}, {:?})\n{}", info.subject, info.version, info.id, info.schema_type, info.schema));
+            emit(json, serde_json::to_value(&info)?, || {
+                format!("{} version {} (id {}, {:?})\n{}", info.subject, info.version, info.id, info.schema_type, info.schema)
+            });
         }
         SchemaCommand::List => {
             let subjects = registry.subjects().await?;
@@ -159,7 +161,8 @@ pub async fn run(registry: Arc<dyn SchemaRegistry>, cmd: SchemaCommand, json: bo
                 (None, Some(f)) => read(&f)?,
                 (None, None) => return Err(Error::config("pass --payload JSON or --file FILE")),
             };
-            let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::config(format!("payload is not valid JSON: {e}")))?;
+            let value: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| Error::config(format!("payload is not valid JSON: {e}")))?;
             match registry.validate(&subject, &value).await {
                 Ok(()) => emit(json, serde_json::json!({"valid": true}), || "valid".to_string()),
                 Err(Error::Schema { violations, .. }) => {

@@ -18,7 +18,11 @@ struct Gateway {
     charges: Arc<Mutex<Vec<serde_json::Value>>>,
 }
 
-async fn charge(State(gw): State<Gateway>, headers: HeaderMap, Json(body): Json<serde_json::Value>) -> (StatusCode, Json<serde_json::Value>) {
+async fn charge(
+    State(gw): State<Gateway>,
+    headers: HeaderMap,
+    Json(body): Json<serde_json::Value>,
+) -> (StatusCode, Json<serde_json::Value>) {
     let order = body["order_id"].as_str().unwrap_or_default().to_string();
     if order == gw.flaky_order && gw.failed_once.lock().insert(order.clone()) {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"error": "acquirer timeout, try again"})));
@@ -38,7 +42,9 @@ async fn charge(State(gw): State<Gateway>, headers: HeaderMap, Json(body): Json<
 pub(crate) async fn start(flaky_order: &str) -> Result<(String, tokio::task::JoinHandle<()>)> {
     let gw = Gateway { flaky_order: flaky_order.to_string(), failed_once: Arc::default(), charges: Arc::default() };
     let app = Router::new().route("/charges", post(charge)).route("/health", axum::routing::get(|| async { "ok" })).with_state(gw);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| Error::initialization("cannot bind the demo payment gateway").with_source(e))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| Error::initialization("cannot bind the demo payment gateway").with_source(e))?;
     let addr = listener.local_addr().map_err(|e| Error::initialization("no local address").with_source(e))?;
     let handle = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;

@@ -146,7 +146,10 @@ pub async fn run(bus_url: Option<&str>, args: DemoArgs, json: bool) -> Result<()
     ));
     let dead = dlq.list(&dlq_topic, &Default::default(), 10).await?;
     for e in &dead {
-        say(format!("  {}@{}: {} failed in group {} ({}): {}", e.dlq_topic, e.offset, e.record.topic, e.record.group, e.record.error_kind, e.record.reason));
+        say(format!(
+            "  {}@{}: {} failed in group {} ({}): {}",
+            e.dlq_topic, e.offset, e.record.topic, e.record.group, e.record.error_kind, e.record.reason
+        ));
     }
 
     // The fix ships: InventoryService now reads quantities written as words. Replay the DLQ.

@@ -36,7 +36,11 @@ fn parse_order(env: &Envelope, fixed: bool) -> Result<OrderCreated, Error> {
             let v = env.payload_json()?;
             let words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"];
             let quantity = v["quantity"].as_str().and_then(|w| words.iter().position(|x| *x == w)).ok_or(e)? as u32;
-            Ok(OrderCreated { order_id: v["order_id"].as_str().unwrap_or_default().into(), sku: v["sku"].as_str().unwrap_or_default().into(), quantity })
+            Ok(OrderCreated {
+                order_id: v["order_id"].as_str().unwrap_or_default().into(),
+                sku: v["sku"].as_str().unwrap_or_default().into(),
+                quantity,
+            })
         }
         Err(e) => Err(Error::rejected(format!("malformed order: {e}"))),
     }
@@ -49,8 +53,12 @@ pub(crate) fn inventory(bus: Arc<TransportBus>, seen: Seen, fixed: Arc<AtomicBoo
         async move {
             record(&seen, &d.envelope);
             let order = parse_order(&d.envelope, fixed.load(Ordering::SeqCst))?;
-            let reserved = InventoryReserved { order_id: order.order_id.clone(), sku: order.sku, quantity: order.quantity, warehouse: "ams-1".into() };
-            let env = Envelope::new(INVENTORY_RESERVED, &reserved)?.caused_by(&d.envelope).with_source("inventory-service").with_partition_key(&order.order_id);
+            let reserved =
+                InventoryReserved { order_id: order.order_id.clone(), sku: order.sku, quantity: order.quantity, warehouse: "ams-1".into() };
+            let env = Envelope::new(INVENTORY_RESERVED, &reserved)?
+                .caused_by(&d.envelope)
+                .with_source("inventory-service")
+                .with_partition_key(&order.order_id);
             bus.publish_envelope(&env, INVENTORY).await?;
             record(&seen, &env);
             Ok(())
@@ -78,7 +86,10 @@ pub(crate) fn payment(bus: Arc<TransportBus>, seen: Seen, http: Arc<ManagedHandl
             let attempts = resp.metadata.get("attempts").and_then(|a| a.as_u64()).unwrap_or(1);
             retries.fetch_add(attempts.saturating_sub(1), Ordering::SeqCst);
             let processed = serde_json::json!({"order_id": order_id, "charge": resp.data, "attempts": attempts});
-            let env = Envelope::new(PAYMENT_PROCESSED, &processed)?.caused_by(&d.envelope).with_source("payment-service").with_partition_key(&order_id);
+            let env = Envelope::new(PAYMENT_PROCESSED, &processed)?
+                .caused_by(&d.envelope)
+                .with_source("payment-service")
+                .with_partition_key(&order_id);
             bus.publish_envelope(&env, PAYMENTS).await?;
             record(&seen, &env);
             Ok(())

@@ -90,7 +90,8 @@ pub fn validate_event_type(event_type: &str) -> Result<()> {
 impl Envelope {
     /// A new envelope with a fresh id and correlation id, serializing `payload` to JSON once.
     pub fn new<T: Serialize + ?Sized>(event_type: &str, payload: &T) -> Result<Self> {
-        let bytes = serde_json::to_vec(payload).map_err(|e| Error::rejected(format!("payload of {event_type} cannot be serialized: {e}")))?;
+        let bytes =
+            serde_json::to_vec(payload).map_err(|e| Error::rejected(format!("payload of {event_type} cannot be serialized: {e}")))?;
         Self::from_json_bytes(event_type, Bytes::from(bytes))
     }
 
@@ -155,9 +156,8 @@ impl Envelope {
 
     /// Parses the payload as `T`.
     pub fn payload_as<T: DeserializeOwned>(&self) -> Result<T> {
-        serde_json::from_slice(&self.payload).map_err(|e| {
-            Error::decode(format!("payload of {} ({}) is not the expected shape: {e}", self.event_type, self.envelope_id))
-        })
+        serde_json::from_slice(&self.payload)
+            .map_err(|e| Error::decode(format!("payload of {} ({}) is not the expected shape: {e}", self.event_type, self.envelope_id)))
     }
 
     /// Parses the payload as a JSON value.

@@ -182,7 +182,9 @@ pub(crate) fn substitute_env(text: &str) -> Result<String> {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(Error::config(format!("invalid environment variable name {name:?} in connection URL")));
         }
-        let value = std::env::var(name).map_err(|_| Error::config(format!("environment variable {name} is not set (referenced as ${{{name}}} in the connection URL)")))?;
+        let value = std::env::var(name).map_err(|_| {
+            Error::config(format!("environment variable {name} is not set (referenced as ${{{name}}} in the connection URL)"))
+        })?;
         out.push_str(&value);
         rest = &after[end + 1..];
     }

@@ -159,7 +159,12 @@ impl HealthStatus {
 
     /// An unhealthy status with a (sanitized) error.
     pub fn unhealthy(latency: Duration, error: &crate::Error) -> Self {
-        HealthStatus { healthy: false, latency_ms: latency.as_secs_f64() * 1000.0, details: serde_json::Value::Null, last_error: Some(error.report()) }
+        HealthStatus {
+            healthy: false,
+            latency_ms: latency.as_secs_f64() * 1000.0,
+            details: serde_json::Value::Null,
+            last_error: Some(error.report()),
+        }
     }
 }
 

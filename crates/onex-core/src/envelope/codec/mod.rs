@@ -49,8 +49,22 @@ pub mod headers {
     pub const PLAIN_EVENT_TYPE: &str = "event_type";
 
     /// Every name the codec owns; user headers with these names are not allowed.
-    pub const RESERVED: [&str; 14] =
-        [SPECVERSION, ID, SOURCE, TYPE, TIME, CONTENT_TYPE, CORRELATION_ID, CAUSATION_ID, PARTITION_KEY, DATASCHEMA, TRACEPARENT, TRACESTATE, RETRY_COUNT, TAGS];
+    pub const RESERVED: [&str; 14] = [
+        SPECVERSION,
+        ID,
+        SOURCE,
+        TYPE,
+        TIME,
+        CONTENT_TYPE,
+        CORRELATION_ID,
+        CAUSATION_ID,
+        PARTITION_KEY,
+        DATASCHEMA,
+        TRACEPARENT,
+        TRACESTATE,
+        RETRY_COUNT,
+        TAGS,
+    ];
 }
 
 use headers as h;
@@ -76,7 +90,8 @@ impl ValueBuf {
 
 /// Encodes an envelope as a binary-mode record: value = payload bytes, attributes in `ce_` headers.
 pub fn encode_record(env: &Envelope) -> Record {
-    let mut vb = ValueBuf { buf: bytes::BytesMut::with_capacity(192 + env.source.len() + env.event_type.len()), spans: Vec::with_capacity(12) };
+    let mut vb =
+        ValueBuf { buf: bytes::BytesMut::with_capacity(192 + env.source.len() + env.event_type.len()), spans: Vec::with_capacity(12) };
     vb.put_uuid(h::ID, &env.envelope_id);
     vb.put(h::SOURCE, env.source.as_bytes());
     vb.put(h::TYPE, env.event_type.as_bytes());
@@ -142,7 +157,9 @@ fn parse_uuid(name: &str, v: &[u8]) -> Result<Uuid> {
 }
 
 fn parse_time(name: &str, v: &str) -> Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(v).map(|t| t.with_timezone(&Utc)).map_err(|e| Error::decode(format!("{name} is not an RFC 3339 time ({e}): {v:?}")))
+    DateTime::parse_from_rfc3339(v)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| Error::decode(format!("{name} is not an RFC 3339 time ({e}): {v:?}")))
 }
 
 fn decode_binary(rec: &Record) -> Result<Envelope> {
@@ -179,7 +196,8 @@ fn decode_binary(rec: &Record) -> Result<Envelope> {
                 retry_count = text(name, value)?.parse().map_err(|_| Error::decode(format!("{name} is not a number")))?;
             }
             h::TAGS => {
-                meta.tags = serde_json::from_slice(value).map_err(|e| Error::decode(format!("{name} is not a JSON object of strings: {e}")))?;
+                meta.tags =
+                    serde_json::from_slice(value).map_err(|e| Error::decode(format!("{name} is not a JSON object of strings: {e}")))?;
             }
             other => {
                 meta.headers.insert(other.to_string(), String::from_utf8_lossy(value).into_owned());
@@ -229,7 +247,8 @@ struct Structured<'a> {
 
 fn decode_structured(rec: &Record) -> Result<Envelope> {
     use base64::Engine;
-    let s: Structured<'_> = serde_json::from_slice(&rec.value).map_err(|e| Error::decode(format!("structured-mode CloudEvent is not valid: {e}")))?;
+    let s: Structured<'_> =
+        serde_json::from_slice(&rec.value).map_err(|e| Error::decode(format!("structured-mode CloudEvent is not valid: {e}")))?;
     if let Some(v) = &s.specversion {
         if v != "1.0" {
             return Err(Error::decode(format!("unsupported CloudEvents specversion {v:?}")));
@@ -237,7 +256,9 @@ fn decode_structured(rec: &Record) -> Result<Envelope> {
     }
     let id = parse_uuid("id", s.id.as_bytes()).unwrap_or_else(|_| Uuid::new_v5(&Uuid::NAMESPACE_OID, s.id.as_bytes()));
     let payload = match (s.data, s.data_base64) {
-        (_, Some(b64)) => Bytes::from(base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| Error::decode(format!("data_base64 is not base64: {e}")))?),
+        (_, Some(b64)) => Bytes::from(
+            base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| Error::decode(format!("data_base64 is not base64: {e}")))?,
+        ),
         (Some(raw), None) => Bytes::copy_from_slice(raw.get().as_bytes()),
         (None, None) => Bytes::from_static(b"null"),
     };
@@ -266,7 +287,11 @@ fn decode_structured(rec: &Record) -> Result<Envelope> {
         metadata: meta,
         retry_count: match s.retrycount {
             None => 0,
-            Some(v) => v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).and_then(|n| u32::try_from(n).ok()).ok_or_else(|| Error::decode("retrycount is not a number"))?,
+            Some(v) => v
+                .as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| Error::decode("retrycount is not a number"))?,
         },
     })
 }

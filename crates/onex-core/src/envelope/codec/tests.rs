@@ -100,7 +100,18 @@ fn binary_mode_headers_are_exactly_the_documented_ones() {
     let names: Vec<&str> = rec.headers.iter().map(|(k, _)| k).collect();
     assert_eq!(
         names,
-        vec!["ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "content-type", "ce_correlationid", "ce_causationid", "ce_partitionkey", "traceparent"]
+        vec![
+            "ce_specversion",
+            "ce_id",
+            "ce_source",
+            "ce_type",
+            "ce_time",
+            "content-type",
+            "ce_correlationid",
+            "ce_causationid",
+            "ce_partitionkey",
+            "traceparent"
+        ]
     );
     assert_eq!(rec.key.as_deref(), Some(&b"k1"[..]));
     assert_eq!(rec.value, env.payload);
@@ -134,7 +145,11 @@ fn env_headers() -> Headers {
 fn plain_json_is_wrapped_and_garbage_is_a_decode_error() {
     let mut hs = Headers::new();
     hs.push("x-correlation-id", Bytes::from(Uuid::nil().to_string()));
-    let env = decode_record(&Record { key: Some(Bytes::from_static(b"k")), value: Bytes::from_static(b"{\"a\":1}"), headers: hs }, "legacy.topic").unwrap();
+    let env = decode_record(
+        &Record { key: Some(Bytes::from_static(b"k")), value: Bytes::from_static(b"{\"a\":1}"), headers: hs },
+        "legacy.topic",
+    )
+    .unwrap();
     assert_eq!(env.event_type, "legacy.topic");
     assert_eq!(env.correlation_id, Uuid::nil());
     assert_eq!(env.partition_key.as_deref(), Some("k"));
