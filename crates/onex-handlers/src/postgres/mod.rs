@@ -19,6 +19,7 @@ mod settings;
 pub mod transaction;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -161,25 +162,30 @@ impl PostgresHandler {
             return Err(unknown_operation("postgres", &req.operation, &POSTGRES_OPERATIONS));
         }
         let timeout = op.timeout.unwrap_or(state.endpoint.request_timeout);
-        let label = state.endpoint.label();
-        let client = tokio::time::timeout(timeout, state.pool.get())
-            .await
-            .map_err(|_| {
-                Error::timeout(format!("no PostgreSQL connection to {label} within the call's time limit"), timeout).with("sent", "false")
-            })?
-            .map_err(|e| errors::classify_pool(e, &label, state.endpoint.connect_timeout))?;
-        let mut call = CallGuard { cancel: client.cancel_token(), client: Some(client), finished: false };
-        let remaining = timeout.saturating_sub(started.elapsed());
-        let conn = call.client.as_mut().expect("set above");
-        let outcome = tokio::time::timeout(remaining, Self::dispatch(conn, &req)).await;
-        match outcome {
+        // One timer for the whole call (pool wait included); `connected` tells a timeout that
+        // struck while waiting for a connection (nothing sent) from one during the statement.
+        let connected = AtomicBool::new(false);
+        let attempt = async {
+            let client = state.pool.get().await.map_err(|e| errors::classify_pool(e, &state.endpoint.label(), state.endpoint.connect_timeout))?;
+            connected.store(true, Ordering::Relaxed);
+            let mut call = CallGuard { client: Some(client), finished: false };
+            let result = Self::dispatch(call.client.as_mut().expect("set above"), &req).await;
+            call.finished = true;
+            result
+        };
+        match tokio::time::timeout(timeout, attempt).await {
             Ok(result) => {
-                call.finished = true;
                 let (data, metadata) = result?;
                 Ok(ProtocolResponse { status_code: None, data, headers: BTreeMap::new(), duration: started.elapsed(), metadata })
             }
-            // The guard's drop cancels the statement on the server.
-            Err(_) => Err(Error::timeout(format!("{} on {label} did not finish; it was cancelled", req.operation), timeout).with("operation", &req.operation)),
+            Err(_) if !connected.load(Ordering::Relaxed) => Err(Error::timeout(
+                format!("no PostgreSQL connection to {} within the call's time limit; raise pool.max or the timeout", state.endpoint.label()),
+                timeout,
+            )
+            .with("sent", "false")),
+            // The guard's drop cancelled the statement on the server.
+            Err(_) => Err(Error::timeout(format!("{} on {} did not finish; it was cancelled", req.operation, state.endpoint.label()), timeout)
+                .with("operation", &req.operation)),
         }
     }
 }
@@ -190,7 +196,6 @@ impl PostgresHandler {
 /// the cancel.
 struct CallGuard {
     client: Option<Object>,
-    cancel: tokio_postgres::CancelToken,
     finished: bool,
 }
 
@@ -199,11 +204,10 @@ impl Drop for CallGuard {
         if self.finished {
             return;
         }
-        if let Some(client) = self.client.take() {
-            drop(Object::take(client));
-        }
+        let Some(client) = self.client.take() else { return };
+        let token = client.cancel_token();
+        drop(Object::take(client));
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let token = self.cancel.clone();
             rt.spawn(async move {
                 let _ = token.cancel_query(NoTls).await;
             });

@@ -173,6 +173,13 @@ pub(crate) fn to_json(text: &str) -> Value {
     if let Ok(i) = text.parse::<i64>() {
         return Value::from(i);
     }
+    // Fast path: up to 15 significant digits always survive the trip through an f64
+    // (DBL_DIG), so the shortest f64 text has the same decimal value.
+    if significant_digits(text).is_some_and(|n| n <= 15) {
+        if let Some(n) = text.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
+            return Value::Number(n);
+        }
+    }
     let Some(d) = Decimal::parse(text) else { return Value::String(text.to_string()) };
     if let Ok(f) = text.parse::<f64>() {
         if let Some(n) = serde_json::Number::from_f64(f) {
@@ -182,6 +189,21 @@ pub(crate) fn to_json(text: &str) -> Value {
         }
     }
     Value::String(text.to_string())
+}
+
+/// Significant digits of plain decimal text (`-0012.3400` has 4), `None` when not plain decimal.
+fn significant_digits(text: &str) -> Option<usize> {
+    let body = text.strip_prefix('-').unwrap_or(text);
+    if body.is_empty() || !body.bytes().all(|b| b.is_ascii_digit() || b == b'.') || body.bytes().filter(|b| *b == b'.').count() > 1 {
+        return None;
+    }
+    let digits: Vec<u8> = body.bytes().filter(u8::is_ascii_digit).collect();
+    let first = digits.iter().position(|d| *d != b'0');
+    let last = digits.iter().rposition(|d| *d != b'0');
+    Some(match (first, last) {
+        (Some(f), Some(l)) => l - f + 1,
+        _ => 0,
+    })
 }
 
 #[cfg(test)]
@@ -221,5 +243,9 @@ mod tests {
         assert_eq!(to_json("123456789012345678901234567890.1"), serde_json::json!("123456789012345678901234567890.1"));
         assert_eq!(to_json("0.12345678901234567890"), serde_json::json!("0.12345678901234567890"));
         assert_eq!(to_json("NaN"), serde_json::json!("NaN"));
+        assert_eq!(to_json("123456789012.345"), serde_json::json!(123456789012.345));
+        assert_eq!(to_json("-0.000000000000001"), serde_json::json!(-1e-15));
+        assert_eq!(significant_digits("-0012.3400"), Some(4));
+        assert_eq!(significant_digits("1e5"), None);
     }
 }
