@@ -58,14 +58,19 @@ where
 
 /// Measures both sides in alternating rounds (baseline, ours, ours, baseline, …) so that load
 /// from other processes on the machine hits both alike; returns (ours, baseline) totals.
-pub(crate) async fn alternate<B, BF, O, OF>(concurrency: usize, requests: u64, baseline: B, ours: O) -> Result<((Duration, Latencies), (Duration, Latencies))>
+pub(crate) async fn alternate<B, BF, O, OF>(
+    concurrency: usize,
+    requests: u64,
+    baseline: B,
+    ours: O,
+) -> Result<((Duration, Latencies), (Duration, Latencies))>
 where
     B: Fn(u64) -> BF + Clone + Send + 'static,
     BF: Future<Output = Result<()>> + Send,
     O: Fn(u64) -> OF + Clone + Send + 'static,
     OF: Future<Output = Result<()>> + Send,
 {
-    const ROUNDS: u64 = 4;
+    const ROUNDS: u64 = 8;
     let per_round = (requests / ROUNDS).max(1);
     let (mut o_total, mut b_total) = ((Duration::ZERO, Latencies::default()), (Duration::ZERO, Latencies::default()));
     for round in 0..ROUNDS {
@@ -195,7 +200,7 @@ pub async fn run(concurrency: &[usize], requests: u64) -> Result<Vec<ScenarioRep
         drive(c, warm, baseline_call.clone()).await?;
         drive(c, warm, ours_call.clone()).await?;
         let ((o_elapsed, o_lat), (b_elapsed, b_lat)) = alternate(c, requests, baseline_call, ours_call).await?;
-        let requests = (requests / 4).max(1) * 4;
+        let requests = (requests / 8).max(1) * 8;
         ours.shutdown(Duration::from_secs(5)).await?;
         reports.push(ScenarioReport::new(
             format!("http/c{c}"),

@@ -87,7 +87,7 @@ pub async fn run(concurrency: &[usize], requests: u64) -> Result<Vec<ScenarioRep
         drive(c, warm, baseline_call.clone()).await?;
         drive(c, warm, ours_call.clone()).await?;
         let ((o_elapsed, o_lat), (b_elapsed, b_lat)) = alternate(c, requests, baseline_call, ours_call).await?;
-        let requests = (requests / 4).max(1) * 4;
+        let requests = (requests / 8).max(1) * 8;
         ours.shutdown(Duration::from_secs(5)).await?;
         raw.close();
         reports.push(ScenarioReport::new(

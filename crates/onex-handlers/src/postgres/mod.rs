@@ -166,7 +166,8 @@ impl PostgresHandler {
         // struck while waiting for a connection (nothing sent) from one during the statement.
         let connected = AtomicBool::new(false);
         let attempt = async {
-            let client = state.pool.get().await.map_err(|e| errors::classify_pool(e, &state.endpoint.label(), state.endpoint.connect_timeout))?;
+            let client =
+                state.pool.get().await.map_err(|e| errors::classify_pool(e, &state.endpoint.label(), state.endpoint.connect_timeout))?;
             connected.store(true, Ordering::Relaxed);
             let mut call = CallGuard { client: Some(client), finished: false };
             let result = Self::dispatch(call.client.as_mut().expect("set above"), &req).await;
@@ -179,13 +180,18 @@ impl PostgresHandler {
                 Ok(ProtocolResponse { status_code: None, data, headers: BTreeMap::new(), duration: started.elapsed(), metadata })
             }
             Err(_) if !connected.load(Ordering::Relaxed) => Err(Error::timeout(
-                format!("no PostgreSQL connection to {} within the call's time limit; raise pool.max or the timeout", state.endpoint.label()),
+                format!(
+                    "no PostgreSQL connection to {} within the call's time limit; raise pool.max or the timeout",
+                    state.endpoint.label()
+                ),
                 timeout,
             )
             .with("sent", "false")),
             // The guard's drop cancelled the statement on the server.
-            Err(_) => Err(Error::timeout(format!("{} on {} did not finish; it was cancelled", req.operation, state.endpoint.label()), timeout)
-                .with("operation", &req.operation)),
+            Err(_) => {
+                Err(Error::timeout(format!("{} on {} did not finish; it was cancelled", req.operation, state.endpoint.label()), timeout)
+                    .with("operation", &req.operation))
+            }
         }
     }
 }
