@@ -84,3 +84,31 @@ pub(crate) fn build_pool(config: &ConnectionConfig) -> Result<(Pool, PgEndpoint)
     let endpoint = PgEndpoint { host, port, database, connect_timeout: config.timeouts.connect, request_timeout: config.timeouts.request };
     Ok((pool, endpoint))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(config: ConnectionConfig) -> String {
+        build_pool(&config).map(|_| ()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bad_configs_are_explained_without_the_password() {
+        assert!(err(ConnectionConfig::new("mysql://u:pw1@h/db")).contains("postgres://"));
+        let mut c = ConnectionConfig::new("postgres://u:pw1@127.0.0.1/db");
+        c.pool.max = 0;
+        assert!(err(c.clone()).contains("max must be ≥ 1"));
+        c.pool.max = 2;
+        c.pool.min = 3;
+        assert!(err(c.clone()).contains("min 3"));
+        c.pool.min = 0;
+        c.tls.enabled = true;
+        assert!(err(c).contains("TLS"));
+        let e = err(ConnectionConfig::new("postgres://u:pw1@127.0.0.1:notaport/db"));
+        assert!(e.contains("invalid PostgreSQL URL") && !e.contains("pw1"), "{e}");
+        let (_, ep) = build_pool(&ConnectionConfig::new("postgresql://u:pw1@db.local:6543/orders")).unwrap();
+        assert_eq!((ep.host.as_str(), ep.port, ep.database.as_str()), ("db.local", 6543, "orders"));
+        assert!(!format!("{ep:?}").contains("pw1"));
+    }
+}

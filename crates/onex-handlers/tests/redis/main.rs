@@ -125,6 +125,14 @@ async fn refused_connection_fails_initialize_clearly() {
     assert_eq!(e.context().unwrap()["kind"], "connection", "{e}");
     let e = h.initialize(ConnectionConfig::new("http://127.0.0.1:6379")).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config);
+    assert!(e.to_string().contains("redis://"), "{e}");
+    for bad in ["0", "many"] {
+        let mut cfg = ConnectionConfig::new(URL);
+        cfg.options.insert("connections".into(), bad.into());
+        let e = h.initialize(cfg).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+        assert!(e.to_string().contains("connections"), "{e}");
+    }
 }
 
 #[tokio::test]
