@@ -45,11 +45,13 @@ pub(crate) fn encode_headers(headers: &Headers) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Decodes [`encode_headers`] output; a damaged blob is a [`Error::Decode`].
-pub(crate) fn decode_headers(blob: Option<&[u8]>) -> Result<Headers> {
-    let Some(mut buf) = blob else {
+/// Decodes [`encode_headers`] output held in `blob`; values are slices of `blob` (no copy).
+/// A damaged blob is a [`Error::Decode`].
+pub(crate) fn decode_headers(blob: &Bytes) -> Result<Headers> {
+    if blob.is_empty() {
         return Ok(Headers::new());
-    };
+    }
+    let mut buf: &[u8] = blob;
     let damaged = |what: &str| Error::decode(format!("stored record headers are damaged: {what}"));
     let count = get_varint(&mut buf).ok_or_else(|| damaged("no count"))?;
     let mut headers = Headers::with_capacity(count.min(1024) as usize);
@@ -65,9 +67,9 @@ pub(crate) fn decode_headers(blob: Option<&[u8]>) -> Result<Headers> {
         if n > buf.len() {
             return Err(damaged("value past the end"));
         }
-        let (value, rest) = buf.split_at(n);
-        headers.push(name, Bytes::copy_from_slice(value));
-        buf = rest;
+        let start = blob.len() - buf.len();
+        headers.push(name, blob.slice(start..start + n));
+        buf = &buf[n..];
     }
     if !buf.is_empty() {
         return Err(damaged("trailing bytes"));
@@ -139,16 +141,16 @@ mod tests {
         h.push("ce_id", Bytes::from_static(b"second"));
         h.push("", Bytes::new());
         h.push("long", Bytes::from(vec![7u8; 300]));
-        let blob = encode_headers(&h).unwrap();
-        assert_eq!(decode_headers(Some(&blob)).unwrap(), h);
+        let blob = Bytes::from(encode_headers(&h).unwrap());
+        assert_eq!(decode_headers(&blob).unwrap(), h);
         assert_eq!(encode_headers(&Headers::new()), None);
-        assert_eq!(decode_headers(None).unwrap(), Headers::new());
+        assert_eq!(decode_headers(&Bytes::new()).unwrap(), Headers::new());
     }
 
     #[test]
     fn damaged_headers_are_decode_errors_not_panics() {
-        for bad in [&[][..], &[1][..], &[1, 5, b'a'][..], &[1, 1, 0xff][..], &[0, 9][..], &[0xff; 12][..]] {
-            let e = decode_headers(Some(bad)).unwrap_err();
+        for bad in [&[1][..], &[1, 5, b'a'][..], &[1, 1, 0xff][..], &[0, 9][..], &[0xff; 12][..]] {
+            let e = decode_headers(&Bytes::copy_from_slice(bad)).unwrap_err();
             assert_eq!(e.kind(), onex_core::ErrorKind::Decode, "{bad:?}");
         }
     }

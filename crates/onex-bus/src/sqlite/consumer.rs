@@ -146,8 +146,11 @@ impl SqliteConsumer {
         })
         .await
         .map_err(|e| Error::unavailable(format!("sqlite read task failed: {e}")))??;
-        for r in &records {
-            self.positions.insert(r.partition, r.offset + 1);
+        // Records are in offset order per partition: the last one of each moves its position.
+        for r in records.iter().rev() {
+            if let Some(pos) = self.positions.get_mut(&r.partition) {
+                *pos = (*pos).max(r.offset + 1);
+            }
         }
         Ok((generation, records))
     }
@@ -166,10 +169,19 @@ fn read_partitions(tx: &Transaction<'_>, topic: &Arc<str>, parts: &[(u32, i64, u
         while let Some(row) = rows.next().sql("reading records")? {
             let id: i64 = row.get(0).sql("reading a record")?;
             let ts: i64 = row.get(1).sql("reading a record")?;
-            let key = row.get_ref(2).and_then(|v| Ok(v.as_blob_or_null()?.map(Bytes::copy_from_slice))).sql("reading a key")?;
-            let value = row.get_ref(3).and_then(|v| Ok(Bytes::copy_from_slice(v.as_blob()?))).sql("reading a value")?;
+            let key = row.get_ref(2).and_then(|v| Ok(v.as_blob_or_null()?)).sql("reading a key")?;
+            let value = row.get_ref(3).and_then(|v| Ok(v.as_blob()?)).sql("reading a value")?;
             let headers = row.get_ref(4).and_then(|v| Ok(v.as_blob_or_null()?)).sql("reading headers")?;
-            let headers = decode_headers(headers).unwrap_or_else(|e| {
+            // One allocation per record: key, value and header values are slices of it.
+            let (klen, vlen) = (key.map_or(0, <[u8]>::len), value.len());
+            let mut buf = Vec::with_capacity(klen + vlen + headers.map_or(0, <[u8]>::len));
+            buf.extend_from_slice(key.unwrap_or_default());
+            buf.extend_from_slice(value);
+            buf.extend_from_slice(headers.unwrap_or_default());
+            let buf = Bytes::from(buf);
+            let key = key.map(|_| buf.slice(..klen));
+            let value = buf.slice(klen..klen + vlen);
+            let headers = decode_headers(&buf.slice(klen + vlen..)).unwrap_or_else(|e| {
                 tracing::error!(topic = %topic, partition = p, offset = offset_of(id), error = %e.report(), "record headers are damaged; delivering the record without them");
                 onex_core::Headers::new()
             });
