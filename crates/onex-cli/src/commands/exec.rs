@@ -34,8 +34,8 @@ pub struct ExecArgs {
     pub url: String,
     /// Operation: an HTTP method, db.query, db.execute, db.transaction, cache.get, …, graphql.query.
     pub operation: String,
-    /// Target (path, SQL, key, document) and operation-specific values.
-    #[arg(allow_hyphen_values = true)]
+    /// Target (path, SQL, key, document) and operation-specific values. Flags may follow;
+    /// put a value that starts with `-` after `--` (`cache.set k -- -5`).
     pub args: Vec<String>,
     /// Parameters as JSON: path/query object (http), positional array (postgres), options object (redis), {variables, operationName} (graphql).
     #[arg(long)]
@@ -218,6 +218,36 @@ mod tests {
         let mut a = args("http", "x", "GET", &["/"]);
         a.headers = vec!["nocolon".into()];
         assert!(build_request(&a).unwrap_err().to_string().contains("NAME:VALUE"));
+    }
+
+    #[test]
+    fn flags_may_follow_the_positional_arguments() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Cmd {
+            #[command(flatten)]
+            exec: ExecArgs,
+        }
+        let parsed = Cmd::try_parse_from([
+            "exec",
+            "postgres",
+            "--url",
+            "postgres://h/db",
+            "db.query",
+            "select $1::int",
+            "--params",
+            "[1]",
+            "--header",
+            "A:b",
+        ])
+        .unwrap()
+        .exec;
+        assert_eq!(
+            (parsed.args, parsed.params.as_deref(), parsed.headers),
+            (vec!["select $1::int".to_string()], Some("[1]"), vec!["A:b".to_string()])
+        );
+        let parsed = Cmd::try_parse_from(["exec", "redis", "--url", "redis://h", "cache.set", "k", "--", "-5"]).unwrap().exec;
+        assert_eq!(parsed.args, ["k", "-5"]);
     }
 
     #[test]
