@@ -55,6 +55,7 @@ mod api_types;
 pub mod canonical;
 pub mod compat;
 pub mod errors;
+mod fast_path;
 mod latest;
 mod payload_validator;
 #[cfg(feature = "server")]

@@ -17,7 +17,10 @@ use crate::wire::decode_value;
 /// - No such subject → `Ok` (topics without a schema are not validated).
 /// - The latest schema (or its absence) is cached per topic for a short TTL (default 5 s), with
 ///   its compiled validator; a registration is picked up within the TTL.
-/// - The payload is parsed once; a Confluent-framed value (magic byte + id) is accepted too.
+/// - The payload bytes are checked by streaming (no `Value` is built) when the schema allows it
+///   ([`CompiledSchema::certainly_valid`](crate::CompiledSchema::certainly_valid)); otherwise, or
+///   when that check is not sure, they are parsed once and validated in full. A Confluent-framed
+///   value (magic byte + id) is accepted too.
 /// - Not JSON → [`Error::Schema`] with one violation (keyword `json`); not matching →
 ///   [`Error::Schema`] with every violation. A registry that cannot be reached → its error
 ///   (publishing fails rather than skipping validation).
@@ -75,6 +78,9 @@ impl PayloadValidator for RegistryValidator {
             return Ok(());
         };
         let (_, json) = decode_value(payload);
+        if schema.certainly_valid(json) {
+            return Ok(());
+        }
         let value: Value = match serde_json::from_slice(json) {
             Ok(v) => v,
             Err(e) => {

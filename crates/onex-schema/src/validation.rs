@@ -12,6 +12,7 @@ use serde_json::Value;
 use onex_core::{Error, Result, SchemaType, Violation};
 
 use crate::canonical::{canonicalize, excerpt};
+use crate::fast_path::FastPlan;
 
 /// `$schema` of JSON Schema draft-07.
 pub const DRAFT_07: &str = "http://json-schema.org/draft-07/schema";
@@ -56,13 +57,18 @@ pub fn draft_of(schema: &Value) -> Result<Draft> {
 /// A JSON Schema compiled once, ready to validate many instances.
 pub struct CompiledSchema {
     validator: Validator,
+    fast: Option<FastPlan>,
     draft: Draft,
     canonical: String,
 }
 
 impl fmt::Debug for CompiledSchema {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CompiledSchema").field("draft", &self.draft).field("schema", &excerpt(&self.canonical)).finish()
+        f.debug_struct("CompiledSchema")
+            .field("draft", &self.draft)
+            .field("fast_path", &self.fast.is_some())
+            .field("schema", &excerpt(&self.canonical))
+            .finish()
     }
 }
 
@@ -92,7 +98,7 @@ impl CompiledSchema {
                 .with("schema_path", at)
                 .with("error_code", crate::errors::codes::INVALID_SCHEMA)
         })?;
-        Ok(CompiledSchema { validator, draft, canonical })
+        Ok(CompiledSchema { validator, fast: FastPlan::compile(value), draft, canonical })
     }
 
     /// The draft the schema is validated with.
@@ -103,6 +109,19 @@ impl CompiledSchema {
     /// The schema in canonical form.
     pub fn canonical(&self) -> &str {
         &self.canonical
+    }
+
+    /// `true` when the JSON text `payload` is certainly valid, checked by streaming over the
+    /// bytes without building a `Value` (schemas of plain types, properties, required,
+    /// additionalProperties, scalar enums, bounds and items). `false` means invalid or not
+    /// sure: parse the payload and use [`validate`](Self::validate) for the verdict and violations.
+    pub fn certainly_valid(&self, payload: &[u8]) -> bool {
+        self.fast.as_ref().is_some_and(|plan| plan.certainly_valid(payload))
+    }
+
+    /// Whether the streaming fast path applies to this schema.
+    pub fn has_fast_path(&self) -> bool {
+        self.fast.is_some()
     }
 
     /// Whether `instance` is valid (faster than collecting violations).

@@ -1,9 +1,13 @@
-//! Soundness of the compatibility checker, by property: whenever it says the new schema is
-//! BACKWARD compatible, every instance the old schema accepts is accepted by the new one (and
-//! likewise FORWARD). Schemas and instances come from a small grammar so that random instances
-//! often satisfy random schemas.
+//! Soundness, by property, of the two places where onex-schema answers "yes" without the full
+//! validator's say-so:
 //!
-//! Run: `cargo test -p onex-schema --test compat_soundness` (`PROPTEST_CASES=5000` for more).
+//! - the compatibility checker: whenever it says the new schema is BACKWARD compatible, every
+//!   instance the old schema accepts is accepted by the new one (and likewise FORWARD);
+//! - the streaming fast path: whenever it says a payload is certainly valid, the full validator
+//!   agrees (and, on these instances, it is never unsure about a valid one).
+//!
+//! Schemas and instances come from a small grammar so that random instances often satisfy
+//! random schemas. Run: `cargo test -p onex-schema --test soundness` (`PROPTEST_CASES=5000` for more).
 
 use onex_schema::compat::{incompatibilities, Direction};
 use proptest::prelude::*;
@@ -209,6 +213,19 @@ proptest! {
             return Ok(()); // the edit made an invalid schema: the registry would refuse it first
         }
         check_sound(&old, &new, &instances)?;
+    }
+
+    /// The fast path never accepts what the full validator refuses, and is sure about valid payloads.
+    #[test]
+    fn fast_path_agrees_with_the_full_validator(s in schema(), instances in prop::collection::vec(instance(), 48)) {
+        let compiled = onex_schema::CompiledSchema::compile(&s.to_string(), onex_core::SchemaType::Json).expect("generated schemas are valid");
+        for i in &instances {
+            let bytes = serde_json::to_vec(i).unwrap();
+            let fast = compiled.certainly_valid(&bytes);
+            let full = compiled.is_valid(i);
+            prop_assert!(!fast || full, "fast path accepted {i}, which {s} refuses");
+            prop_assert!(!compiled.has_fast_path() || fast == full, "fast path unsure about valid {i} under {s}");
+        }
     }
 
     /// A schema is always compatible with itself (no false alarms on identical schemas).
