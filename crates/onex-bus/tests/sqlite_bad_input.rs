@@ -1,5 +1,6 @@
 //! Bad input to the sqlite transport: each is a clear error and changes nothing. Also
-//! retention, health and lease checks that the conformance suite does not cover.
+//! retention, health, lease, offset-assignment and `Latest` checks that the conformance suite
+//! does not cover.
 
 use std::path::Path;
 use std::time::Duration;
@@ -322,5 +323,49 @@ async fn headers_and_keys_survive_a_reopen_exactly() {
     let PollEvent::Records(rs) = c.poll(10, Duration::from_secs(1)).await.unwrap() else { panic!("records expected") };
     assert_eq!(*rs[0].record, with_headers);
     assert_eq!(*rs[1].record, empty_value);
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_writers_on_one_file_never_reuse_an_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bus.db");
+    let (a, b) = (open(&path).await, open(&path).await);
+    a.admin().create_topic(TopicSpec::new("shared", 3)).await.unwrap();
+    let write = |t: std::sync::Arc<SqliteTransport>, tag: u8| {
+        tokio::spawn(async move {
+            let mut receipts = Vec::new();
+            for i in 0..200u32 {
+                let batch = (0..5u32).map(|j| rec(&format!("k{}", (i + j) % 7), &[tag])).collect();
+                receipts.extend(t.produce("shared", batch).await.unwrap());
+            }
+            receipts
+        })
+    };
+    let (ra, rb) = (write(a.clone(), b'a'), write(b.clone(), b'b'));
+    let mut all: Vec<(u32, u64)> = ra.await.unwrap().into_iter().chain(rb.await.unwrap()).map(|r| (r.partition, r.offset)).collect();
+    all.sort_unstable();
+    let before = all.len();
+    all.dedup();
+    assert_eq!(all.len(), before, "an offset was handed out twice");
+    let info = a.admin().describe_topic("shared").await.unwrap();
+    assert_eq!(info.retained(), 2000);
+    for p in &info.partitions {
+        let offsets: Vec<u64> = all.iter().filter(|(q, _)| *q == p.partition).map(|(_, o)| *o).collect();
+        assert_eq!(offsets, (0..p.high_watermark).collect::<Vec<_>>(), "partition {} is contiguous", p.partition);
+    }
+}
+
+#[tokio::test]
+async fn latest_starts_after_what_is_already_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = open(&dir.path().join("bus.db")).await;
+    t.admin().create_topic(TopicSpec::new("live", 1)).await.unwrap();
+    t.produce("live", vec![rec("k", b"old"), rec("k", b"old")]).await.unwrap();
+    let mut c = t.consumer("newcomer", "live", StartFrom::Latest).await.unwrap();
+    assigned(&mut c).await;
+    t.produce("live", vec![rec("k", b"new")]).await.unwrap();
+    let PollEvent::Records(rs) = c.poll(10, Duration::from_secs(2)).await.unwrap() else { panic!("records expected") };
+    assert_eq!(rs.iter().map(|r| (r.offset, r.record.value.clone())).collect::<Vec<_>>(), vec![(2, Bytes::from_static(b"new"))]);
     c.close().await.unwrap();
 }
