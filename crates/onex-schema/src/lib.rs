@@ -13,7 +13,10 @@
 //! - [`ConfluentRegistryClient`]: any Confluent-compatible registry (Confluent, Redpanda, onex).
 //! - [`rest_api::router`]: the Confluent HTTP API over any [`SchemaRegistry`](onex_core::SchemaRegistry).
 //! - [`RegistryValidator`]: the publisher's [`PayloadValidator`](onex_core::PayloadValidator),
-//!   validating against subject `{topic}-value`.
+//!   validating against subject `{topic}-value`. For plain event schemas (types, properties,
+//!   required, additionalProperties, scalar enums, bounds, items) payload bytes are checked by
+//!   streaming, without building a `serde_json::Value` ([`CompiledSchema::certainly_valid`]);
+//!   about 1 µs for a 20-field payload (`examples/validation_throughput.rs`).
 //! - [`encode_confluent`] / [`decode_value`]: the optional Confluent wire format for values.
 //!
 //! ## Example
@@ -44,7 +47,7 @@
 //!
 //! ## Layout
 //!
-//! `validation.rs`, `canonical.rs` (identity of schemas), `compat/` (checker: `rules.rs` walks,
+//! `validation.rs`, `fast_path.rs` (streaming check), `canonical.rs` (identity of schemas), `compat/` (checker: `rules.rs` walks,
 //! `types.rs` facts about one node, `direction.rs` phrasing), `sqlite/` (`tables.rs` file and
 //! tables, `store.rs` transactions), `rest_client.rs`, `rest_api/`, `api_types.rs` (Confluent
 //! JSON bodies), `latest.rs` (TTL cache of latest schemas), `payload_validator.rs`, `wire.rs`,
