@@ -1,6 +1,6 @@
 //! The Confluent schema registry HTTP API over any [`SchemaRegistry`], as an axum router.
 //!
-//! Endpoints: `GET /subjects`, `GET|POST /subjects/{s}/versions`, `POST /subjects/{s}`
+//! Endpoints: `GET /` (`{}`, for health checks), `GET /schemas/types` (`["JSON"]`), `GET /subjects`, `GET|POST /subjects/{s}/versions`, `POST /subjects/{s}`
 //! (lookup), `GET|DELETE /subjects/{s}/versions/{v|latest|-1}`, `DELETE /subjects/{s}`,
 //! `GET /schemas/ids/{id}`, `GET /schemas/ids/{id}/versions`,
 //! `POST /compatibility/subjects/{s}/versions[/{v}]`, `GET|PUT /config[/{s}]`. Answers use
@@ -52,6 +52,8 @@ type ApiResult = Result<Response, ApiError>;
 /// (`Router::nest("/registry", router(r))`).
 pub fn router(registry: Arc<dyn SchemaRegistry>) -> Router {
     Router::new()
+        .route("/", get(|| async { ok(&serde_json::json!({})) }))
+        .route("/schemas/types", get(|| async { ok(&["JSON"]) }))
         .route("/subjects", get(list_subjects))
         .route("/subjects/{subject}", post(lookup).delete(delete_subject))
         .route("/subjects/{subject}/versions", get(list_versions).post(register))

@@ -113,6 +113,11 @@ async fn unknown_endpoints_and_bad_versions_answer_in_confluent_form() {
     assert!(http.contains("\"version\":1"), "{http}");
     let http = raw_get(&format!("{url}/subjects/v-value/versions/0")).await;
     assert!(http.contains("42202"), "{http}");
+    assert!(http.to_ascii_lowercase().contains("content-type: application/vnd.schemaregistry.v1+json"), "{http}");
+    let http = raw_get(&format!("{url}/schemas/types")).await;
+    assert!(http.starts_with("HTTP/1.1 200") && http.ends_with(r#"["JSON"]"#), "{http}");
+    let http = raw_get(&format!("{url}/")).await;
+    assert!(http.starts_with("HTTP/1.1 200") && http.ends_with("{}"), "{http}");
     server.abort();
 }
 
