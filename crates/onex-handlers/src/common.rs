@@ -12,6 +12,8 @@ use tokio::sync::Notify;
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
     count: AtomicUsize,
+    /// `shutdown` calls waiting in `drain`: only then does the last call out notify.
+    draining: AtomicUsize,
     idle: Notify,
 }
 
@@ -28,6 +30,7 @@ impl InFlight {
 
     /// Waits until no call is in flight or `timeout` passed; returns whether it drained.
     pub(crate) async fn drain(&self, timeout: Duration) -> bool {
+        self.draining.fetch_add(1, Ordering::SeqCst);
         let wait = async {
             loop {
                 let notified = self.idle.notified();
@@ -37,13 +40,15 @@ impl InFlight {
                 notified.await;
             }
         };
-        tokio::time::timeout(timeout, wait).await.is_ok()
+        let drained = tokio::time::timeout(timeout, wait).await.is_ok();
+        self.draining.fetch_sub(1, Ordering::SeqCst);
+        drained
     }
 }
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 && self.0.draining.load(Ordering::SeqCst) > 0 {
             self.0.idle.notify_waiters();
         }
     }
@@ -77,4 +82,22 @@ pub(crate) fn json_type(v: &serde_json::Value) -> &'static str {
 /// Milliseconds of a duration as a float, for health latencies and metadata.
 pub(crate) fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn drain_waits_for_calls_in_flight_up_to_the_timeout() {
+        let f = Arc::new(InFlight::default());
+        assert!(f.drain(Duration::from_secs(1)).await, "nothing in flight");
+        let guard = f.enter();
+        assert!(!f.drain(Duration::from_millis(50)).await, "a call is in flight");
+        let f2 = f.clone();
+        let waiter = tokio::spawn(async move { f2.drain(Duration::from_secs(10)).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(guard);
+        assert!(waiter.await.unwrap(), "drained when the call finished");
+    }
 }
