@@ -41,7 +41,7 @@
 //! | HTTP | 401, 403 | `Authentication` | no | no |
 //! | HTTP | 404, 410 | `NotFound` | no | no |
 //! | HTTP | 400, 409, 422, other 4xx | `Rejected` | no | no |
-//! | HTTP | 408 | `Timeout` (`trips_breaker=false`) | yes | no |
+//! | HTTP | 408 | `Timeout` (`trips_breaker=false`); with `Retry-After`: `RateLimited` | yes | no |
 //! | HTTP | 429 | `RateLimited` with `Retry-After` | yes, after the wait | no |
 //! | HTTP | 5xx | `Unavailable` | yes | yes |
 //! | HTTP | connect/DNS failure | `Connection` (nothing sent) | yes, even non-idempotent | yes |

@@ -30,7 +30,9 @@ pub(crate) fn classify_status(status: StatusCode, headers: &HeaderMap, method: &
     let err = match code {
         401 | 403 => Error::authentication(format!("{what}; check the configured credentials")),
         404 | 410 => Error::not_found(what),
-        // The server gave up waiting for us: retry, but it says nothing about its health.
+        // The server gave up waiting for us: retry, but it says nothing about its health. With
+        // a Retry-After it is a request to wait, which only RateLimited carries to the retry.
+        408 if retry_after.is_some() => Error::rate_limited(what, retry_after),
         408 => Error::timeout(what, Duration::ZERO).with("trips_breaker", "false"),
         429 => Error::rate_limited(what, retry_after),
         500..=599 => Error::unavailable(what),

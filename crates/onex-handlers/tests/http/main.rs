@@ -115,6 +115,9 @@ async fn retry_after_seconds_and_http_date_are_parsed() {
     let e = h.execute(ProtocolRequest::new("GET", "/status/429").with_params(json!({"retry_after": date})), &op()).await.unwrap_err();
     let ra = e.retry_after().expect("HTTP-date parsed");
     assert!(ra > Duration::from_secs(100) && ra <= Duration::from_secs(120), "{ra:?}");
+    let e = h.execute(ProtocolRequest::new("GET", "/status/408").with_params(json!({"retry_after": "2"})), &op()).await.unwrap_err();
+    assert_eq!((e.kind(), e.retry_after()), (ErrorKind::RateLimited, Some(Duration::from_secs(2))), "408 with Retry-After waits as asked");
+    assert!(!e.trips_breaker());
     let e = h.execute(ProtocolRequest::new("GET", "/status/503").with_params(json!({"retry_after": "5"})), &op()).await.unwrap_err();
     assert_eq!(e.context().unwrap()["retry_after_ms"], "5000");
 }
