@@ -53,7 +53,9 @@ pub(crate) fn from_code(code: RDKafkaErrorCode, what: &str, brokers: &str) -> Er
         C::IllegalGeneration | C::UnknownMemberId | C::AssignmentLost | C::FencedInstanceId | C::StaleMemberEpoch => {
             Error::unavailable(format!("{what}: this consumer is no longer in the group's current generation ({code}); the group rebalances and the records are redelivered"))
         }
-        C::Fatal => Error::unavailable(format!("{what}: the Kafka client hit a fatal error ({code}); restart the transport")),
+        C::Fatal | C::ProducerFenced | C::InvalidProducerEpoch | C::OutOfOrderSequenceNumber | C::UnknownProducerId => Error::unavailable(format!(
+            "{what}: the idempotent producer lost its broker session ({code}), typically after delivery timeouts; the record was not acknowledged: publish it again (the transport starts a new producer)"
+        )),
         _ => Error::protocol(format!("{what}: Kafka error {code}")),
     };
     err.with("kafka_code", format!("{code:?}")).with("brokers", brokers)

@@ -64,7 +64,9 @@ const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The Kafka / Redpanda transport. Cheap to share behind an `Arc`.
 pub struct KafkaTransport {
     config: KafkaConfig,
-    producer: FutureProducer<KafkaClientContext>,
+    /// Replaced when librdkafka reports a fatal producer error (e.g. fenced after delivery
+    /// timeouts), so one bad episode does not leave the transport unable to publish.
+    producer: parking_lot::RwLock<FutureProducer<KafkaClientContext>>,
     admin: KafkaAdmin,
     offset_readers: Mutex<HashMap<String, Arc<BaseConsumer<KafkaClientContext>>>>,
     members: Mutex<Vec<Weak<MemberShared>>>,
@@ -119,7 +121,7 @@ impl KafkaTransport {
         let admin = KafkaAdmin { timeout: config.request_timeout, ..admin };
         Ok(Arc::new(KafkaTransport {
             config,
-            producer,
+            producer: parking_lot::RwLock::new(producer),
             admin,
             offset_readers: Mutex::new(HashMap::new()),
             members: Mutex::new(Vec::new()),
@@ -206,6 +208,38 @@ impl KafkaTransport {
         out
     }
 
+    /// After a fatal error, or when the broker fenced the idempotent producer's session (as
+    /// tansu does after delivery timeouts), the producer refuses every further record: start
+    /// afresh with a new producer id.
+    fn replace_broken_producer(&self, failed: &FutureProducer<KafkaClientContext>, error: &KafkaError) {
+        use rdkafka::producer::Producer;
+        let fenced = matches!(
+            error.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::ProducerFenced
+                    | RDKafkaErrorCode::InvalidProducerEpoch
+                    | RDKafkaErrorCode::UnknownProducerId
+                    | RDKafkaErrorCode::Fatal
+            )
+        );
+        let (code, reason) = match failed.client().fatal_error() {
+            Some(fatal) => fatal,
+            None if fenced => (error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fatal), error.to_string()),
+            None => return,
+        };
+        let mut current = self.producer.write();
+        if !std::ptr::eq(current.client().native_ptr(), failed.client().native_ptr()) {
+            return; // another caller already replaced it
+        }
+        match self.config.producer_config().create_with_context::<_, FutureProducer<KafkaClientContext>>(KafkaClientContext::default()) {
+            Ok(fresh) => {
+                tracing::warn!(code = ?code, reason = %onex_core::sanitize::sanitize(&reason), "the Kafka producer hit a fatal error; replaced it with a new one");
+                *current = fresh;
+            }
+            Err(e) => tracing::error!(error = %e, "the Kafka producer hit a fatal error and a new one could not be created"),
+        }
+    }
+
     fn check_sizes(&self, topic: &str, records: &[ProduceRecord], partitions: u32) -> Result<()> {
         for r in records {
             let size = r.record.byte_len();
@@ -248,6 +282,7 @@ impl Transport for KafkaTransport {
         self.check_sizes(topic, &records, partitions)?;
         let brokers = &self.config.brokers;
         let what = || format!("publishing to {topic:?}");
+        let producer = self.producer.read().clone();
         let mut deliveries = Vec::with_capacity(records.len());
         for r in &records {
             let mut rec = FutureRecord::to(topic).payload(&r.record.value[..]);
@@ -266,7 +301,7 @@ impl Transport for KafkaTransport {
             }
             let started = Instant::now();
             loop {
-                match self.producer.send_result(rec) {
+                match producer.send_result(rec) {
                     Ok(delivery) => {
                         deliveries.push(delivery);
                         break;
@@ -285,6 +320,7 @@ impl Transport for KafkaTransport {
             match r {
                 Ok(Ok(d)) => receipts.push(receipt(topic, d.partition, d.offset, d.timestamp)),
                 Ok(Err((e, _))) => {
+                    self.replace_broken_producer(&producer, &e);
                     let err = errors::from_kafka(e, &what(), brokers).with("topic", topic);
                     if err.kind() == onex_core::ErrorKind::NotFound {
                         self.admin.forget(topic);
@@ -351,7 +387,7 @@ impl Transport for KafkaTransport {
     }
 
     async fn close(&self) -> Result<()> {
-        let producer = self.producer.clone();
+        let producer = self.producer.read().clone();
         let timeout = self.config.request_timeout;
         let brokers = self.config.brokers.clone();
         tokio::task::spawn_blocking(move || rdkafka::producer::Producer::flush(&producer, timeout))
