@@ -286,3 +286,28 @@ async fn bare_handler_lifecycle_errors() {
 }
 
 mod secrets;
+
+#[tokio::test]
+async fn connect_timeout_is_a_timeout_with_nothing_sent() {
+    // A listener that never accepts, with its accept queue filled: new SYNs are dropped, so
+    // connecting hangs until the connect timeout.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    let _listener = socket.listen(0).unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(100), tokio::net::TcpStream::connect(addr)).await {
+            fillers.push(s);
+        }
+    }
+    let mut cfg = ConnectionConfig::new(format!("http://{addr}"));
+    cfg.timeouts.connect = Duration::from_millis(300);
+    let h = HttpRestHandler::new("t");
+    h.initialize(cfg).await.unwrap();
+    let started = std::time::Instant::now();
+    let e = h.execute(ProtocolRequest::new("POST", "/x"), &op()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert!(e.nothing_sent(), "a connect timeout sent nothing: {e:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}
