@@ -188,3 +188,23 @@ async fn password_never_prints() {
     assert!(all.contains("127.0.0.1"), "{all}");
     assert!(!all.contains("hunter2redis"), "password leaked:\n{all}");
 }
+
+#[tokio::test]
+async fn several_connections_share_the_calls() {
+    let p = prefix();
+    let mut cfg = ConnectionConfig::new(URL);
+    cfg.options.insert("key_prefix".into(), p.clone());
+    cfg.options.insert("connections".into(), "3".into());
+    let h = std::sync::Arc::new(RedisHandler::new("pooled"));
+    h.initialize(cfg).await.unwrap();
+    assert_eq!(h.describe().unwrap().pool.unwrap().max_size, 3);
+    let mut tasks = Vec::new();
+    for _ in 0..30 {
+        let h = h.clone();
+        tasks.push(tokio::spawn(async move { call(&h, "cache.incr", "counter", Value::Null).await.unwrap() }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(data(&h, "cache.get", "counter", Value::Null).await, json!(30));
+}
