@@ -98,7 +98,7 @@ async fn explicit_partition_out_of_range_is_rejected() {
     let err = t.produce(&topic, vec![ProduceRecord { partition: Some(5), ..Default::default() }]).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Rejected, "{err}");
     assert!(err.to_string().contains("partition 5") && err.to_string().contains("2 partitions"), "{err}");
-    let err = t.admin().create_topic(TopicSpec::new(&unique_topic("kafka-zero"), 0)).await.unwrap_err();
+    let err = t.admin().create_topic(TopicSpec::new(unique_topic("kafka-zero"), 0)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
 }
 

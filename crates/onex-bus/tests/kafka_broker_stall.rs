@@ -103,7 +103,7 @@ async fn frozen_broker_fails_publishes_clearly_after_their_timeout() {
 async fn freeze_scenario(message_timeout: Duration, port: u16) -> Option<usize> {
     #[allow(non_snake_case)]
     let MESSAGE_TIMEOUT = message_timeout;
-    let Some(broker) = Broker::start(port) else { return None };
+    let broker = Broker::start(port)?;
     let url = format!("kafka://127.0.0.1:{}?{FAST_GROUPS}&message.timeout.ms={}", broker.port, MESSAGE_TIMEOUT.as_millis());
     let deadline = Instant::now() + Duration::from_secs(30);
     let transport = loop {
