@@ -80,8 +80,9 @@ async fn retry_after_is_honoured() {
 #[tokio::test]
 async fn breaker_opens_fails_fast_probes_and_closes() {
     let srv = support::start().await;
+    // A reset timeout far above the time between the calls below, even on a loaded machine.
     let breaker =
-        BreakerConfig { failure_threshold: 3, reset_timeout: Duration::from_millis(300), half_open_probes: 1, ..BreakerConfig::default() };
+        BreakerConfig { failure_threshold: 3, reset_timeout: Duration::from_millis(1500), half_open_probes: 1, ..BreakerConfig::default() };
     let h = http(&srv.base, breaker).await;
     let k = key();
     let path = format!("/seq/{k}");
@@ -94,7 +95,7 @@ async fn breaker_opens_fails_fast_probes_and_closes() {
     let e = h.execute(req(), &op(true, 0)).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::CircuitOpen, "{e}");
     assert_eq!(srv.seen.hits(&path), 3, "fail fast: the open breaker sent nothing");
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1700)).await;
     assert_eq!(h.breaker().unwrap().state(), BreakerState::HalfOpen);
     let resp = h.execute(req(), &op(true, 0)).await.unwrap();
     assert_eq!(resp.status_code, Some(200), "the probe went through");
@@ -228,8 +229,11 @@ async fn wrapper_timeout_cancels_the_postgres_statement() {
     let op = OperationConfig { timeout: Some(Duration::from_millis(300)), ..op(true, 0) };
     let e = pg.execute(ProtocolRequest::new("db.query", format!("select pg_sleep(20) /* {marker} */")), &op).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
-    let check = ProtocolRequest::new("db.query", "select count(*)::int as n from pg_stat_activity where query like $1 and state = 'active' and pid <> pg_backend_pid()")
-        .with_params(json!([format!("%pg_sleep(20) /* {marker}%")]));
+    let check = ProtocolRequest::new(
+        "db.query",
+        "select count(*)::int as n from pg_stat_activity where query like $1 and state = 'active' and pid <> pg_backend_pid()",
+    )
+    .with_params(json!([format!("%pg_sleep(20) /* {marker}%")]));
     let mut running = 1;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
