@@ -107,12 +107,12 @@ async fn breaker_opens_fails_fast_probes_and_closes() {
 async fn failed_probe_reopens_and_half_open_admits_only_the_probes() {
     let srv = support::start().await;
     let breaker =
-        BreakerConfig { failure_threshold: 2, reset_timeout: Duration::from_millis(200), half_open_probes: 1, ..BreakerConfig::default() };
+        BreakerConfig { failure_threshold: 2, reset_timeout: Duration::from_millis(800), half_open_probes: 1, ..BreakerConfig::default() };
     let h = std::sync::Arc::new(http(&srv.base, breaker).await);
     for _ in 0..2 {
         h.execute(ProtocolRequest::new("GET", "/status/500"), &op(true, 0)).await.unwrap_err();
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     // One slow probe in flight: a second call meanwhile is refused.
     let probe = {
         let h = h.clone();
@@ -127,7 +127,7 @@ async fn failed_probe_reopens_and_half_open_admits_only_the_probes() {
     for _ in 0..2 {
         h.execute(ProtocolRequest::new("GET", "/status/502"), &op(true, 0)).await.unwrap_err();
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     h.execute(ProtocolRequest::new("GET", "/status/503"), &op(true, 0)).await.unwrap_err();
     assert_eq!(h.breaker().unwrap().state(), BreakerState::Open);
 }
