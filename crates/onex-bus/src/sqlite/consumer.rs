@@ -23,6 +23,9 @@ use crate::transport::{ConsumedRecord, PollEvent, TransportConsumer};
 /// processes (in-process commits wake it at once).
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
+/// Retries of a lease release that failed on a busy database.
+const RELEASE_ATTEMPTS: u32 = 10;
+
 /// One member of (group, topic).
 pub(crate) struct SqliteConsumer {
     shared: Arc<Shared>,
@@ -288,15 +291,30 @@ impl TransportConsumer for SqliteConsumer {
     }
 
     async fn revoke_complete(&mut self, partitions: &[u32]) -> Result<()> {
-        let (key, parts) = (self.key.clone(), partitions.to_vec());
-        self.shared
-            .writer
-            .call(move |st| {
-                st.write(|tx, _| group::release(tx, &key, &parts))?;
-                st.notify();
-                Ok(())
-            })
-            .await?;
+        // The heartbeat keeps renewing every lease this member holds, so a release that
+        // failed would block the new owner for good: retry a busy database a few times.
+        let mut attempt = 0;
+        loop {
+            let (key, parts) = (self.key.clone(), partitions.to_vec());
+            let result = self
+                .shared
+                .writer
+                .call(move |st| {
+                    st.write(|tx, _| group::release(tx, &key, &parts))?;
+                    st.notify();
+                    Ok(())
+                })
+                .await;
+            match result {
+                Ok(()) => break,
+                Err(e) if e.is_retryable() && attempt < RELEASE_ATTEMPTS => {
+                    attempt += 1;
+                    tracing::warn!(group = %self.key.group, topic = %self.topic, error = %e.report(), attempt, "releasing revoked partitions failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         self.revoking.retain(|p| !partitions.contains(p));
         Ok(())
     }
