@@ -156,7 +156,11 @@ pub fn render(resp: &ProtocolResponse, json: bool) -> String {
     for (k, v) in &resp.headers {
         out.push_str(&format!("header   {k}: {}\n", onex_core::sanitize::sanitize(v)));
     }
-    out.push_str(&serde_json::to_string_pretty(&resp.data).unwrap_or_default());
+    match &resp.data {
+        // Text bodies read better as they are than as an escaped JSON string.
+        Value::String(text) => out.push_str(text),
+        other => out.push_str(&serde_json::to_string_pretty(other).unwrap_or_default()),
+    }
     out
 }
 
@@ -267,6 +271,8 @@ mod tests {
         let line = render(&resp, true);
         assert_eq!(serde_json::from_str::<Value>(&line).unwrap()["data"][0]["n"], 1);
         assert!(render(&resp, false).contains("\"n\": 1"));
+        let text = ProtocolResponse { data: Value::String("line 1\nline 2".into()), ..Default::default() };
+        assert!(render(&text, false).ends_with("line 1\nline 2"));
         let key = format!("onex-exec-test:{}", uuid::Uuid::new_v4().simple());
         execute(&args("redis", "redis://127.0.0.1:6379", "cache.set", &[&key, "7"])).await.unwrap();
         let resp = execute(&args("redis", "redis://127.0.0.1:6379", "cache.get", &[&key])).await.unwrap();
