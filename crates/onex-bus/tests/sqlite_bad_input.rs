@@ -148,6 +148,22 @@ async fn shared_file_with_the_schema_registry_opens() {
 }
 
 #[tokio::test]
+async fn file_started_by_the_idempotency_store_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("onex.db");
+    let store = onex_bus::idempotency::SqliteIdempotencyStore::open(&path).await.unwrap();
+    drop(store);
+    let t = open(&path).await;
+    t.admin().create_topic(TopicSpec::new("orders", 1)).await.unwrap();
+    t.close().await.unwrap();
+    // A lone table of anything else is still foreign.
+    let other = dir.path().join("other.db");
+    rusqlite::Connection::open(&other).unwrap().execute_batch("CREATE TABLE bus_x(a); CREATE TABLE users(id);").unwrap();
+    let e = SqliteTransport::open(&other, SqliteConfig::default()).await.unwrap_err();
+    assert!(e.to_string().contains("another application"), "{e}");
+}
+
+#[tokio::test]
 async fn unknown_url_options_are_config_errors() {
     let dir = tempfile::tempdir().unwrap();
     for (q, needle) in

@@ -164,7 +164,11 @@ fn inspect(conn: &Connection, shown: &str) -> Result<i64> {
     if tables.is_empty() {
         return Ok(0);
     }
-    if !tables.iter().any(|t| t == "onex_meta") {
+    // Other onex components (the idempotency store) may have created their `bus_`/`schema_`
+    // tables first without writing `onex_meta`: such a file is ours. Any other table makes
+    // it another application's database.
+    let onex_owned = |t: &String| t.starts_with("bus_") || t.starts_with("schema_") || t.starts_with("onex_");
+    if !tables.iter().any(|t| t == "onex_meta") && !tables.iter().all(onex_owned) {
         let listed: Vec<&str> = tables.iter().take(5).map(String::as_str).collect();
         return Err(Error::config(format!(
             "{shown:?} is not an onex database: it is a SQLite database of another application (tables {}{}; no onex_meta table); choose another path (the file was not changed)",
@@ -172,6 +176,9 @@ fn inspect(conn: &Connection, shown: &str) -> Result<i64> {
             if tables.len() > 5 { ", …" } else { "" }
         ))
         .with("path", shown));
+    }
+    if !tables.iter().any(|t| t == "onex_meta") {
+        return Ok(0);
     }
     let version = read_version(conn)?;
     if version > BUS_SCHEMA_VERSION {
