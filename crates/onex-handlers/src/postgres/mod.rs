@@ -2,7 +2,7 @@
 //!
 //! | operation | target | params | data |
 //! |---|---|---|---|
-//! | `db.query` | one SQL statement | JSON array for `$1…` | array of row objects ([`rows`]) |
+//! | `db.query` | one SQL statement | JSON array for `$1…` | array of row objects ([`rows`]), at most `max_response_bytes` of values |
 //! | `db.execute` | one SQL statement | JSON array | `{"affected": n}` |
 //! | `db.transaction` | ignored | statements ([`transaction`]) | one result per statement |
 //!
@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool};
+use futures::TryStreamExt as _;
 use onex_core::{
     ConnectionConfig, Error, HandlerDescriptor, HealthStatus, OperationConfig, PoolStats, ProtocolHandler, ProtocolRequest,
     ProtocolResponse, Result,
@@ -97,16 +98,36 @@ impl PostgresHandler {
         self.state.read().clone().ok_or_else(|| not_initialized("postgres"))
     }
 
-    async fn dispatch(client: &mut Object, req: &ProtocolRequest) -> Result<(Value, BTreeMap<String, Value>)> {
+    async fn dispatch(client: &mut Object, req: &ProtocolRequest, max_bytes: Option<u64>) -> Result<(Value, BTreeMap<String, Value>)> {
         let mut meta = BTreeMap::new();
         match req.operation.as_str() {
             "db.query" => {
                 check_sql(&req.target, "db.query")?;
                 let stmt = client.prepare_cached(&req.target).await.map_err(|e| errors::classify(e, "db.query", &req.target))?;
                 let bound = params::bind_all(&req.params, stmt.params())?;
-                let rows = client.query(&stmt, &refs(&bound)).await.map_err(|e| errors::classify(e, "db.query", &req.target))?;
-                let data = rows.iter().map(rows::row_to_json).collect::<Result<Vec<_>>>()?;
+                let classify = |e| errors::classify(e, "db.query", &req.target);
+                let stream = client.query_raw(&stmt, refs(&bound)).await.map_err(classify)?;
+                futures::pin_mut!(stream);
+                // Rows are counted as they arrive: past the limit we stop reading (the caller
+                // then cancels the statement and retires the connection).
+                let (mut data, mut bytes) = (Vec::new(), 0u64);
+                while let Some(row) = stream.try_next().await.map_err(classify)? {
+                    let (value, size) = rows::row_to_json_sized(&row)?;
+                    bytes += size as u64;
+                    if let Some(limit) = max_bytes.filter(|limit| bytes > *limit) {
+                        return Err(Error::too_large(
+                            format!(
+                                "db.query result after {} rows (raise max_response_bytes, or select fewer rows/columns)",
+                                data.len() + 1
+                            ),
+                            bytes,
+                            limit,
+                        ));
+                    }
+                    data.push(value);
+                }
                 meta.insert("row_count".into(), json!(data.len()));
+                meta.insert("bytes".into(), json!(bytes));
                 Ok((Value::Array(data), meta))
             }
             "db.execute" => {
@@ -170,8 +191,9 @@ impl PostgresHandler {
                 state.pool.get().await.map_err(|e| errors::classify_pool(e, &state.endpoint.label(), state.endpoint.connect_timeout))?;
             connected.store(true, Ordering::Relaxed);
             let mut call = CallGuard { client: Some(client), finished: false };
-            let result = Self::dispatch(call.client.as_mut().expect("set above"), &req).await;
-            call.finished = true;
+            let result = Self::dispatch(call.client.as_mut().expect("set above"), &req, op.max_response_bytes).await;
+            // A result cut short by the size limit is still streaming: let the guard cancel it.
+            call.finished = !matches!(result, Err(Error::TooLarge { .. }));
             result
         };
         match tokio::time::timeout(timeout, attempt).await {

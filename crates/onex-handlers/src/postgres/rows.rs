@@ -18,8 +18,8 @@ use super::numeric;
 
 type BoxError = Box<dyn std::error::Error + Sync + Send>;
 
-/// One decoded cell.
-pub(crate) struct JsonCell(pub(crate) Value);
+/// One decoded cell and the size of its wire value (for the response-size limit).
+pub(crate) struct JsonCell(pub(crate) Value, pub(crate) usize);
 
 fn float(f: f64, display: String) -> Value {
     if f.is_nan() {
@@ -65,11 +65,11 @@ impl<'a> FromSql<'a> for JsonCell {
                 _ => return Err(format!("type {ty} is not supported as JSON; cast the column in SQL, e.g. col::text").into()),
             },
         };
-        Ok(JsonCell(v))
+        Ok(JsonCell(v, raw.len()))
     }
 
     fn from_sql_null(_: &Type) -> std::result::Result<Self, BoxError> {
-        Ok(JsonCell(Value::Null))
+        Ok(JsonCell(Value::Null, 0))
     }
 
     /// Support is decided per value in `from_sql`, which names the unsupported type.
@@ -80,13 +80,20 @@ impl<'a> FromSql<'a> for JsonCell {
 
 /// A row as a JSON object keyed by column name.
 pub(crate) fn row_to_json(row: &Row) -> Result<Value> {
+    row_to_json_sized(row).map(|(v, _)| v)
+}
+
+/// A row as a JSON object and its size on the wire (values only).
+pub(crate) fn row_to_json_sized(row: &Row) -> Result<(Value, usize)> {
+    let mut size = 0;
     let mut obj = Map::with_capacity(row.len());
     for (i, col) in row.columns().iter().enumerate() {
         let cell: JsonCell = row.try_get(i).map_err(|e| {
             let cause = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_else(|| e.to_string());
             Error::decode(format!("column {:?} (type {}) cannot be read: {cause}", col.name(), col.type_())).with("column", col.name())
         })?;
+        size += cell.1;
         obj.insert(col.name().to_string(), cell.0);
     }
-    Ok(Value::Object(obj))
+    Ok((Value::Object(obj), size))
 }

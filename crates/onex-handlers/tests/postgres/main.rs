@@ -298,3 +298,27 @@ async fn statement_cache_prepares_once_per_connection() {
     .unwrap();
     assert_eq!(rows[0]["n"], 1);
 }
+
+#[tokio::test]
+async fn response_limit_stops_reading_rows() {
+    let h = PostgresHandler::new("limit");
+    let mut cfg = ConnectionConfig::new(URL);
+    cfg.pool.max = 1;
+    h.initialize(cfg).await.unwrap();
+    let op = OperationConfig { max_response_bytes: Some(50_000), ..op() };
+    let started = std::time::Instant::now();
+    let e = h
+        .execute(ProtocolRequest::new("db.query", "select repeat('x', 1000) as v from generate_series(1, 2000000)"), &op)
+        .await
+        .unwrap_err();
+    match &e {
+        onex_core::Error::TooLarge { size, limit, .. } => assert!(*size > 50_000 && *size < 52_000 && *limit == 50_000, "{e}"),
+        other => panic!("expected TooLarge, got {other}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(10), "stopped early: {:?}", started.elapsed());
+    // The one pooled connection was retired and the statement cancelled: the next call works.
+    let rows = h.execute(ProtocolRequest::new("db.query", "select 1 as one"), &op).await.unwrap();
+    assert_eq!(rows.data, json!([{"one": 1}]));
+    let small = h.execute(ProtocolRequest::new("db.query", "select repeat('x', 10) as v from generate_series(1, 3)"), &op).await.unwrap();
+    assert_eq!((small.metadata["row_count"].as_u64(), small.metadata["bytes"].as_u64()), (Some(3), Some(30)));
+}
