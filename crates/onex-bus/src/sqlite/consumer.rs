@@ -38,6 +38,9 @@ pub(crate) struct SqliteConsumer {
     revoking: Vec<u32>,
     pending: VecDeque<PollEvent>,
     generation_seen: Option<i64>,
+    /// `PRAGMA data_version` of the reader at the last read that found nothing new: while it
+    /// is unchanged no connection committed, so an idle poll skips the queries.
+    quiet_version: Option<i64>,
     coordinate_next: bool,
     cursor: usize,
     heartbeat: JoinHandle<()>,
@@ -96,6 +99,7 @@ impl SqliteConsumer {
             revoking: Vec::new(),
             pending: VecDeque::new(),
             generation_seen: None,
+            quiet_version: None,
             coordinate_next: true,
             cursor: 0,
             heartbeat,
@@ -108,6 +112,7 @@ impl SqliteConsumer {
         let (key, n, ttl, start) = (self.key.clone(), self.partition_ids.len() as u32, self.shared.config.lease_ttl, self.start);
         let c = self.shared.writer.call(move |st| st.write(|tx, _| group::coordinate(tx, &key, n, ttl, start))).await?;
         self.generation_seen = Some(c.generation);
+        self.quiet_version = None;
         // Partitions we read but no longer lease (expired while we stalled), and partitions
         // the split gives to another member: both are revoked; the engine commits what it
         // can (refused when the lease is gone) and acknowledges.
@@ -138,17 +143,28 @@ impl SqliteConsumer {
             self.cursor = (self.cursor + 1) % parts.len();
             parts.rotate_left(self.cursor);
         }
-        let (reader, key, topic) = (self.reader.clone(), self.key.clone(), self.topic.clone());
-        let (generation, records) = tokio::task::spawn_blocking(move || {
+        let (reader, key, topic, quiet) = (self.reader.clone(), self.key.clone(), self.topic.clone(), self.quiet_version);
+        let (version, read) = tokio::task::spawn_blocking(move || {
             let mut conn = reader.lock();
+            let version: i64 = conn
+                .prepare_cached("PRAGMA data_version")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .sql("reading the data version")?;
+            if quiet == Some(version) {
+                return Ok::<_, Error>((version, None));
+            }
             let tx = Transaction::new(&mut conn, TransactionBehavior::Deferred).sql("starting a read")?;
             let generation = group::generation(&tx, &key)?;
             let records = read_partitions(&tx, &topic, &parts, max)?;
             tx.finish().sql("ending a read")?;
-            Ok::<_, Error>((generation, records))
+            Ok((version, Some((generation, records))))
         })
         .await
         .map_err(|e| Error::unavailable(format!("sqlite read task failed: {e}")))??;
+        let Some((generation, records)) = read else {
+            return Ok((self.generation_seen, Vec::new()));
+        };
+        self.quiet_version = (records.is_empty() && generation == self.generation_seen).then_some(version);
         // Records are in offset order per partition: the last one of each moves its position.
         for r in records.iter().rev() {
             if let Some(pos) = self.positions.get_mut(&r.partition) {
@@ -277,6 +293,7 @@ impl TransportConsumer for SqliteConsumer {
         match self.positions.get_mut(&partition) {
             Some(pos) => {
                 *pos = offset;
+                self.quiet_version = None;
                 Ok(())
             }
             None => Err(Error::invalid_state(format!(
