@@ -17,7 +17,6 @@ use onex_core::{handler_fn, Delivery, Envelope, Error, ErrorKind, EventBus, Subs
 use parking_lot::Mutex;
 use uuid::Uuid;
 
-#[allow(dead_code)]
 mod kafka_support;
 
 const DEADLINE: Duration = Duration::from_secs(90);

@@ -22,6 +22,7 @@
 //! # Ok::<(), onex_core::Error>(()) }).unwrap();
 //! ```
 
+mod envelope;
 mod metrics;
 mod router;
 
@@ -254,17 +255,15 @@ impl EventPublisher for BusPublisher {
         let _guard = InFlight::enter(inner).inspect_err(|_| inner.counters.record(false, 0, Duration::ZERO))?;
         let started = Instant::now();
         let PublishOptions { correlation_id, causation_id, metadata, topic, partition_key, source } = opts;
-        let env = match Envelope::from_json_bytes(event_type, payload) {
-            Ok(mut env) => {
-                if let Some(c) = correlation_id {
-                    env.correlation_id = c;
-                }
-                env.causation_id = causation_id;
-                env.partition_key = partition_key;
-                env.source = source.unwrap_or_else(|| inner.source.clone());
-                env.metadata = metadata;
-                env
-            }
+        let parts = envelope::EnvelopeParts {
+            correlation_id,
+            causation_id,
+            metadata,
+            partition_key,
+            source: source.unwrap_or_else(|| inner.source.clone()),
+        };
+        let env = match envelope::build(event_type, payload, parts) {
+            Ok(env) => env,
             Err(e) => {
                 inner.counters.record(false, 0, started.elapsed());
                 return Err(e);

@@ -2,10 +2,14 @@
 //! against [`TransportBus::publish_envelope`] of the same events, on the same backend, in
 //! the same run. Target: ours ≥ 0.9 of the direct path's throughput.
 //!
-//! Both sides publish the same payloads, event type and partition keys to a fresh topic of
-//! the same bus, from the same number of tasks. The direct side gets its envelopes prebuilt
-//! (building is not timed); ours builds each envelope inside `publish`, validates, routes and
-//! goes through the retry executor and circuit breaker — that overhead is what is measured.
+//! Both sides publish the same payloads, event type, source and partition keys to a fresh
+//! topic of the same bus, from the same number of tasks. Two comparisons per bus:
+//!
+//! - `publisher/…`: `EventPublisher::publish` (builds the envelope, routes, retry executor,
+//!   circuit breaker, metrics) against what an application does without it — build the
+//!   same envelope and call `TransportBus::publish_envelope`.
+//! - `publisher-prebuilt/…`: the publisher's own overhead — the same prebuilt envelopes
+//!   through `BusPublisher::publish_envelope` and `TransportBus::publish_envelope`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +28,8 @@ const KEYS: u64 = 64;
 /// Kafka batching).
 const CONCURRENCY: [usize; 2] = [1, 32];
 const TARGET: f64 = 0.9;
+/// Rounds the sides alternate in.
+const ROUNDS: u64 = 5;
 
 /// A 256-byte JSON payload.
 fn payload(i: u64) -> Bytes {
@@ -43,6 +49,7 @@ pub async fn run(bus_urls: &[String], messages: u64) -> Result<Vec<ScenarioRepor
     }
     let tmp = std::env::temp_dir().join(format!("onex-bench-publisher-{}", uuid::Uuid::new_v4().simple()));
     let urls: Vec<String> = if bus_urls.is_empty() {
+        std::fs::create_dir_all(&tmp).map_err(|e| Error::config(format!("bench publisher: cannot create {}: {e}", tmp.display())))?;
         vec!["memory://".to_string(), format!("sqlite://{}", tmp.join("bench.db").display())]
     } else {
         bus_urls.to_vec()
@@ -51,7 +58,7 @@ pub async fn run(bus_urls: &[String], messages: u64) -> Result<Vec<ScenarioRepor
     for url in &urls {
         let bus = onex_bus::connect(url).await?;
         for concurrency in CONCURRENCY {
-            reports.push(scenario(&bus, messages, concurrency).await?);
+            reports.extend(scenario(&bus, messages, concurrency).await?);
         }
         bus.transport().close().await?;
     }
@@ -66,35 +73,73 @@ async fn fresh_topic(bus: &TransportBus, side: &str) -> Result<String> {
     Ok(topic)
 }
 
-async fn scenario(bus: &Arc<TransportBus>, messages: u64, concurrency: usize) -> Result<ScenarioReport> {
+/// Two reports per bus and concurrency: `publisher/…` (`EventPublisher::publish` against
+/// building the same envelope and `publish_envelope`) and `publisher-prebuilt/…` (the
+/// publisher's own overhead: the same prebuilt envelopes through both).
+async fn scenario(bus: &Arc<TransportBus>, messages: u64, concurrency: usize) -> Result<Vec<ScenarioReport>> {
     let backend = bus.backend().to_string();
     let publisher = BusPublisher::builder(bus.clone()).source("bench").build()?;
     // Warm both paths (topic metadata, connections, allocator) outside the measurement.
     let warm = (messages / 20).clamp(100, 5_000);
-    direct(bus, &fresh_topic(bus, "warm-direct").await?, warm, concurrency).await?;
+    direct(bus, &fresh_topic(bus, "warm-direct").await?, warm, concurrency, Build::InLoop).await?;
     ours(&publisher, &fresh_topic(bus, "warm-ours").await?, warm, concurrency).await?;
 
-    let (direct_elapsed, direct_lat) = direct(bus, &fresh_topic(bus, "direct").await?, messages, concurrency).await?;
-    let (ours_elapsed, ours_lat) = ours(&publisher, &fresh_topic(bus, "ours").await?, messages, concurrency).await?;
+    // Alternate the sides in rounds so drift on a shared machine (other processes, CPU
+    // frequency, allocator state) falls on both sides alike.
+    let mut sides: [(Duration, Latencies); 4] = Default::default();
+    let per_round = messages.div_ceil(ROUNDS);
+    let mut left = messages;
+    while left > 0 {
+        let n = per_round.min(left);
+        left -= n;
+        let round = [
+            direct(bus, &fresh_topic(bus, "direct").await?, n, concurrency, Build::InLoop).await?,
+            ours(&publisher, &fresh_topic(bus, "ours").await?, n, concurrency).await?,
+            direct(bus, &fresh_topic(bus, "pre-direct").await?, n, concurrency, Build::Prebuilt).await?,
+            ours_prebuilt(&publisher, &fresh_topic(bus, "pre-ours").await?, n, concurrency).await?,
+        ];
+        for (side, (elapsed, lat)) in sides.iter_mut().zip(round) {
+            side.0 += elapsed;
+            side.1.merge(&lat);
+        }
+    }
+    let [(direct_elapsed, direct_lat), (ours_elapsed, ours_lat), (pre_direct_elapsed, pre_direct_lat), (pre_ours_elapsed, pre_ours_lat)] =
+        sides;
     publisher.close(Duration::from_secs(30)).await?;
     let m = publisher.metrics();
-    if m.events_published != messages + warm || m.events_failed != 0 {
+    if m.events_published != 2 * messages + warm || m.events_failed != 0 {
         return Err(Error::protocol(format!(
             "bench publisher: the publisher counted {} published and {} failed, expected {} and 0",
             m.events_published,
             m.events_failed,
-            messages + warm
+            2 * messages + warm
         )));
     }
-    let ours_side = Side::new("BusPublisher.publish (build envelope, route, retry, breaker)", messages, ours_elapsed, "msg/s", &ours_lat);
-    let base_side = Side::new("TransportBus.publish_envelope (prebuilt envelopes)", messages, direct_elapsed, "msg/s", &direct_lat);
-    Ok(ScenarioReport::new(
+    let params =
+        serde_json::json!({ "backend": backend, "payload_bytes": 256, "partitions": PARTITIONS, "concurrency": concurrency, "keys": KEYS });
+    let publish = ScenarioReport::new(
         format!("publisher/{backend}/c{concurrency}"),
-        ours_side,
-        base_side,
+        Side::new("EventPublisher.publish(event_type, payload, opts)", messages, ours_elapsed, "msg/s", &ours_lat),
+        Side::new("Envelope::from_json_bytes + TransportBus.publish_envelope", messages, direct_elapsed, "msg/s", &direct_lat),
         TARGET,
-        serde_json::json!({ "backend": backend, "payload_bytes": 256, "partitions": PARTITIONS, "concurrency": concurrency, "keys": KEYS }),
-    ))
+        params.clone(),
+    );
+    let prebuilt = ScenarioReport::new(
+        format!("publisher-prebuilt/{backend}/c{concurrency}"),
+        Side::new("BusPublisher.publish_envelope(prebuilt envelope)", messages, pre_ours_elapsed, "msg/s", &pre_ours_lat),
+        Side::new("TransportBus.publish_envelope(prebuilt envelope)", messages, pre_direct_elapsed, "msg/s", &pre_direct_lat),
+        TARGET,
+        params,
+    );
+    Ok(vec![publish, prebuilt])
+}
+
+/// Whether the direct side builds each envelope inside the timed loop (as an application
+/// without the publisher does) or gets them prebuilt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Build {
+    InLoop,
+    Prebuilt,
 }
 
 /// Splits `0..messages` over `concurrency` tasks, each running `publish(i)` in order and
@@ -129,13 +174,25 @@ where
     Ok((started.elapsed(), all))
 }
 
-async fn direct(bus: &Arc<TransportBus>, topic: &str, messages: u64, concurrency: usize) -> Result<(Duration, Latencies)> {
-    let envelopes: Arc<Vec<Envelope>> = Arc::new(
-        (0..messages)
-            .map(|i| Ok(Envelope::from_json_bytes(EVENT_TYPE, payload(i))?.with_source("bench").with_partition_key(key(i))))
-            .collect::<Result<_>>()?,
-    );
+fn envelope(i: u64) -> Result<Envelope> {
+    Ok(Envelope::from_json_bytes(EVENT_TYPE, payload(i))?.with_source("bench").with_partition_key(key(i)))
+}
+
+async fn direct(bus: &Arc<TransportBus>, topic: &str, messages: u64, concurrency: usize, build: Build) -> Result<(Duration, Latencies)> {
     let (bus, topic) = (bus.clone(), Arc::<str>::from(topic));
+    if build == Build::InLoop {
+        let payloads: Arc<Vec<Bytes>> = Arc::new((0..messages).map(payload).collect());
+        return drive(messages, concurrency, move |i| {
+            let (bus, topic, payloads) = (bus.clone(), topic.clone(), payloads.clone());
+            async move {
+                let env =
+                    Envelope::from_json_bytes(EVENT_TYPE, payloads[i as usize].clone())?.with_source("bench").with_partition_key(key(i));
+                bus.publish_envelope(&env, &topic).await.map(|_| ())
+            }
+        })
+        .await;
+    }
+    let envelopes: Arc<Vec<Envelope>> = Arc::new((0..messages).map(envelope).collect::<Result<_>>()?);
     drive(messages, concurrency, move |i| {
         let (bus, topic, envelopes) = (bus.clone(), topic.clone(), envelopes.clone());
         async move { bus.publish_envelope(&envelopes[i as usize], &topic).await.map(|_| ()) }
@@ -143,13 +200,23 @@ async fn direct(bus: &Arc<TransportBus>, topic: &str, messages: u64, concurrency
     .await
 }
 
+async fn ours_prebuilt(publisher: &BusPublisher, topic: &str, messages: u64, concurrency: usize) -> Result<(Duration, Latencies)> {
+    let envelopes: Arc<Vec<Envelope>> = Arc::new((0..messages).map(envelope).collect::<Result<_>>()?);
+    let (publisher, topic) = (publisher.clone(), Arc::<str>::from(topic));
+    drive(messages, concurrency, move |i| {
+        let (publisher, topic, envelopes) = (publisher.clone(), topic.clone(), envelopes.clone());
+        async move { publisher.publish_envelope(&envelopes[i as usize], Some(&topic)).await.map(|_| ()) }
+    })
+    .await
+}
+
 async fn ours(publisher: &BusPublisher, topic: &str, messages: u64, concurrency: usize) -> Result<(Duration, Latencies)> {
-    let inputs: Arc<Vec<(Bytes, String)>> = Arc::new((0..messages).map(|i| (payload(i), key(i))).collect());
+    let payloads: Arc<Vec<Bytes>> = Arc::new((0..messages).map(payload).collect());
     let (publisher, topic) = (publisher.clone(), topic.to_string());
     drive(messages, concurrency, move |i| {
-        let (publisher, inputs) = (publisher.clone(), inputs.clone());
-        let (payload, key) = inputs[i as usize].clone();
-        let opts = PublishOptions { topic: Some(topic.clone()), partition_key: Some(key), ..Default::default() };
+        let (publisher, payload) = (publisher.clone(), payloads[i as usize].clone());
+        let opts =
+            PublishOptions { topic: Some(topic.clone()), partition_key: Some(key(i)), source: Some("bench".into()), ..Default::default() };
         async move { publisher.publish(EVENT_TYPE, payload, opts).await.map(|_| ()) }
     })
     .await
@@ -171,9 +238,13 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn reports_both_sides_of_the_same_run() {
         let reports = run(&["memory://".to_string()], 2_000).await.unwrap();
-        assert_eq!(reports.len(), CONCURRENCY.len());
+        assert_eq!(reports.len(), 2 * CONCURRENCY.len());
         for r in &reports {
-            assert!(r.scenario.starts_with("publisher/memory/c"), "{}", r.scenario);
+            assert!(
+                r.scenario.starts_with("publisher/memory/c") || r.scenario.starts_with("publisher-prebuilt/memory/c"),
+                "{}",
+                r.scenario
+            );
             assert_eq!((r.ours.count, r.baseline.count), (2_000, 2_000));
             assert!(r.ours.throughput > 0.0 && r.baseline.throughput > 0.0 && r.ratio > 0.0);
         }

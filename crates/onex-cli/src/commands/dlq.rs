@@ -226,7 +226,18 @@ mod tests {
         let c = TestCli::try_parse_from(["onex", "list", "orders.dlq", "--limit", "5"]).unwrap();
         assert_eq!(c.cmd, DlqCommand::List { dlq_topic: "orders.dlq".into(), limit: 5 });
         let c = TestCli::try_parse_from([
-            "onex", "replay", "orders.dlq", "--limit", "3", "--rate", "10", "--dry-run", "--error-kind", "timeout", "--correlation-id", "x",
+            "onex",
+            "replay",
+            "orders.dlq",
+            "--limit",
+            "3",
+            "--rate",
+            "10",
+            "--dry-run",
+            "--error-kind",
+            "timeout",
+            "--correlation-id",
+            "x",
         ])
         .unwrap();
         assert_eq!(
@@ -279,7 +290,10 @@ mod tests {
     #[test]
     fn renders_text() {
         let r = ReprocessReport { scanned: 4, matched: 3, replayed: 2, quarantined: 1, skipped: 1, dry_run: true };
-        assert_eq!(render_report("o.dlq", &r), "o.dlq (dry run, nothing changed): scanned 4, matched 3, would replay 2, quarantined 1, skipped 1");
+        assert_eq!(
+            render_report("o.dlq", &r),
+            "o.dlq (dry run, nothing changed): scanned 4, matched 3, would replay 2, quarantined 1, skipped 1"
+        );
         assert!(progress_line(&r, 7).contains("(7 left)"));
         assert_eq!(human_age(90_000.0), "25.0 h");
         assert_eq!(render_list("o.dlq", &[]), "o.dlq: no DLQ records\n");
