@@ -32,6 +32,16 @@ impl Headers {
         self.0.push((Cow::Borrowed(name), value.into()));
     }
 
+    /// Appends a header read from the wire: a well-known name (the CloudEvents headers of
+    /// [`crate::envelope::ce_headers::RESERVED`]) is stored without allocating.
+    pub fn push_name(&mut self, name: &str, value: impl Into<Bytes>) {
+        let name = match crate::envelope::ce_headers::RESERVED.iter().find(|k| **k == name) {
+            Some(k) => Cow::Borrowed(*k),
+            None => Cow::Owned(name.to_string()),
+        };
+        self.0.push((name, value.into()));
+    }
+
     /// Sets a header, replacing every earlier value of the name.
     pub fn set(&mut self, name: &str, value: impl Into<Bytes>) {
         self.0.retain(|(k, _)| k != name);

@@ -227,7 +227,7 @@ impl MemberShared {
         if let Some(hs) = msg.headers() {
             for h in hs.iter() {
                 // Kafka allows null header values; they arrive as empty bytes.
-                headers.push(h.key, Bytes::copy_from_slice(h.value.unwrap_or_default()));
+                headers.push_name(h.key, Bytes::copy_from_slice(h.value.unwrap_or_default()));
             }
         }
         let record = Record {

@@ -61,14 +61,14 @@ pub(crate) fn decode_headers(blob: &Bytes) -> Result<Headers> {
             return Err(damaged("name past the end"));
         }
         let (name, rest) = buf.split_at(n);
-        let name = std::str::from_utf8(name).map_err(|_| damaged("name is not UTF-8"))?.to_string();
+        let name = std::str::from_utf8(name).map_err(|_| damaged("name is not UTF-8"))?;
         buf = rest;
         let n = get_varint(&mut buf).ok_or_else(|| damaged("no value length"))? as usize;
         if n > buf.len() {
             return Err(damaged("value past the end"));
         }
         let start = blob.len() - buf.len();
-        headers.push(name, blob.slice(start..start + n));
+        headers.push_name(name, blob.slice(start..start + n));
         buf = &buf[n..];
     }
     if !buf.is_empty() {
