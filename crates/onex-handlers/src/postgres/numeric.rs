@@ -138,32 +138,29 @@ pub(crate) fn decode(raw: &[u8]) -> Result<String, BoxError> {
     if digits.iter().any(|d| *d > 9999) {
         return Err("numeric digit out of range".into());
     }
+    use std::fmt::Write as _;
     let digit = |i: i32| if i >= 0 && (i as usize) < digits.len() { digits[i as usize] } else { 0 };
-    let mut s = String::new();
+    let mut s = String::with_capacity(8 + 4 * (weight.max(0) as usize + 1) + dscale);
     if sign == SIGN_NEG {
         s.push('-');
     }
     if weight >= 0 {
-        for i in 0..=weight {
-            if i == 0 {
-                s.push_str(&digit(i).to_string());
-            } else {
-                s.push_str(&format!("{:04}", digit(i)));
-            }
+        let _ = write!(s, "{}", digit(0));
+        for i in 1..=weight {
+            let _ = write!(s, "{:04}", digit(i));
         }
     } else {
         s.push('0');
     }
     if dscale > 0 {
-        let mut frac = String::with_capacity(dscale + 4);
+        s.push('.');
+        let frac_start = s.len();
         let mut i = weight + 1;
-        while frac.len() < dscale {
-            frac.push_str(&format!("{:04}", digit(i)));
+        while s.len() - frac_start < dscale {
+            let _ = write!(s, "{:04}", digit(i));
             i += 1;
         }
-        frac.truncate(dscale);
-        s.push('.');
-        s.push_str(&frac);
+        s.truncate(frac_start + dscale);
     }
     Ok(s)
 }
@@ -197,13 +194,11 @@ fn significant_digits(text: &str) -> Option<usize> {
     if body.is_empty() || !body.bytes().all(|b| b.is_ascii_digit() || b == b'.') || body.bytes().filter(|b| *b == b'.').count() > 1 {
         return None;
     }
-    let digits: Vec<u8> = body.bytes().filter(u8::is_ascii_digit).collect();
-    let first = digits.iter().position(|d| *d != b'0');
-    let last = digits.iter().rposition(|d| *d != b'0');
-    Some(match (first, last) {
-        (Some(f), Some(l)) => l - f + 1,
-        _ => 0,
-    })
+    // Digits from the first non-zero to the last non-zero, not counting the point.
+    let digits = || body.bytes().filter(u8::is_ascii_digit);
+    let Some(first) = digits().position(|d| d != b'0') else { return Some(0) };
+    let last = digits().count() - 1 - digits().rev().position(|d| d != b'0').unwrap_or(0);
+    Some(last - first + 1)
 }
 
 #[cfg(test)]
