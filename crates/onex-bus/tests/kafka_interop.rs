@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_support::{require_broker, transport, url};
+use kafka_support::{require_broker, transport};
 use onex_bus::kafka::rdkafka::consumer::{BaseConsumer, Consumer};
 use onex_bus::kafka::rdkafka::message::{Header, Headers as _, OwnedHeaders};
 use onex_bus::kafka::rdkafka::producer::{FutureProducer, FutureRecord};
@@ -256,5 +256,4 @@ async fn health_shows_profile_settings_and_lag_without_secrets() {
     assert!(!shown.contains("hunter2"), "secret leaked: {shown}");
     gate.add_permits(10);
     bus.stop_consuming(Duration::from_secs(10)).await.unwrap();
-    let _ = url("");
 }

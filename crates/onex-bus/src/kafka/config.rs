@@ -278,8 +278,9 @@ impl KafkaConfig {
         self.shown(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
 
-    /// librdkafka config of the producer (also used by the admin client).
-    pub(crate) fn producer_config(&self) -> ClientConfig {
+    /// librdkafka config of the producer (also used by the admin client), after defaults.
+    /// Public so a baseline or a plain client can use exactly the transport's settings.
+    pub fn producer_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers);
         for (k, v) in self.producer_pairs() {
@@ -288,8 +289,9 @@ impl KafkaConfig {
         c
     }
 
-    /// librdkafka config of a group member (or of a reader of committed offsets).
-    pub(crate) fn consumer_config(&self, group: &str, reset: &str) -> ClientConfig {
+    /// librdkafka config of a group member (or of a reader of committed offsets); `reset` is
+    /// `auto.offset.reset` (`earliest` or `latest`).
+    pub fn consumer_config(&self, group: &str, reset: &str) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers);
         c.set("group.id", group);

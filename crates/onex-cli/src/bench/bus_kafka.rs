@@ -1,0 +1,277 @@
+//! `bench bus-kafka`: the kafka transport against raw rdkafka on the same broker, in the same
+//! run, with the same librdkafka settings (the transport's own `producer_config` /
+//! `consumer_config`), 256-byte JSON payloads, 4 partitions, 64 keys:
+//!
+//! - `bus-kafka/produce`: [`BusPublisher::publish_envelope`] (encode, retry executor, breaker,
+//!   metrics, transport) with up to 10,000 publishes in flight, against a raw
+//!   `FutureProducer` with up to 10,000 records in flight (the same key, value and headers,
+//!   headers built inside the timed loop as any raw writer must).
+//! - `bus-kafka/produce-transport`: the transport alone (`KafkaTransport::produce` of the
+//!   same prebuilt records, one per call, ≤10,000 in flight) against the same raw run, to
+//!   separate the transport's cost from the publisher's and the envelope encoding's.
+//! - `bus-kafka/consume`: the consumer engine draining the produced topic (decode, handler,
+//!   commits every 100 ms) against a raw `BaseConsumer` draining the baseline topic with
+//!   async commits every 100 ms. Timed from the first record to the last, so the group join
+//!   is not measured on either side.
+//!
+//! The raw producer is `FutureProducer` (what the transport uses); its per-record cost is a
+//! oneshot channel, which the 10,000-deep pipeline hides.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::stream::{FuturesUnordered, StreamExt};
+use onex_bus::kafka::rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use onex_bus::kafka::rdkafka::message::{Header, OwnedHeaders};
+use onex_bus::kafka::rdkafka::producer::{FutureProducer, FutureRecord};
+use onex_bus::kafka::rdkafka::{Message, Offset, TopicPartitionList};
+use onex_bus::kafka::{KafkaConfig, KafkaTransport};
+use onex_bus::publisher::BusPublisher;
+use onex_bus::transport::{ProduceRecord, Transport};
+use onex_bus::{BusConfig, TransportBus};
+use onex_core::envelope::encode_record;
+use onex_core::{handler_fn, Delivery, Envelope, Error, EventBus, Record, Subscription, TopicSpec};
+
+use super::{payload_256, Latencies, ScenarioReport, Side};
+
+const PARTITIONS: u32 = 4;
+const IN_FLIGHT: usize = 10_000;
+const KEYS: u64 = 64;
+const PRODUCE_TARGET: f64 = 0.9;
+const CONSUME_TARGET: f64 = 0.8;
+const COMMIT_EVERY: Duration = Duration::from_millis(100);
+
+fn envelopes(n: u64) -> Result<Vec<Envelope>, Error> {
+    (0..n)
+        .map(|i| {
+            let payload = Bytes::from(serde_json::to_vec(&payload_256(i))?);
+            Ok(Envelope::from_json_bytes("bench.order_created.v1", payload)?
+                .with_source("bench")
+                .with_partition_key(format!("k{}", i % KEYS)))
+        })
+        .collect()
+}
+
+fn fresh_topic(side: &str) -> String {
+    format!("bench-kafka-{side}-{}", uuid::Uuid::new_v4().simple())
+}
+
+async fn produce_ours(publisher: &BusPublisher, envs: &[Envelope], topic: &str) -> Result<Side, Error> {
+    let mut lat = Latencies::default();
+    let mut pending = FuturesUnordered::new();
+    let started = Instant::now();
+    for env in envs {
+        if pending.len() >= IN_FLIGHT {
+            let (t0, r): (Instant, Result<_, Error>) = pending.next().await.expect("non-empty");
+            r?;
+            lat.record(t0.elapsed());
+        }
+        pending.push(async move {
+            let t0 = Instant::now();
+            (t0, publisher.publish_envelope(env, Some(topic)).await)
+        });
+    }
+    while let Some((t0, r)) = pending.next().await {
+        r?;
+        lat.record(t0.elapsed());
+    }
+    Ok(Side::new("BusPublisher::publish_envelope → KafkaTransport, ≤10,000 in flight", envs.len() as u64, started.elapsed(), "msg/s", &lat))
+}
+
+/// The transport alone: prebuilt records (as the baseline gets them), one `produce` call each.
+async fn produce_transport(transport: &KafkaTransport, records: &[Record], topic: &str) -> Result<Side, Error> {
+    let mut lat = Latencies::default();
+    let mut pending = FuturesUnordered::new();
+    let started = Instant::now();
+    for r in records {
+        if pending.len() >= IN_FLIGHT {
+            let (t0, res): (Instant, Result<_, Error>) = pending.next().await.expect("non-empty");
+            res?;
+            lat.record(t0.elapsed());
+        }
+        pending.push(async move {
+            let t0 = Instant::now();
+            (t0, transport.produce(topic, vec![ProduceRecord::new(r.clone())]).await)
+        });
+    }
+    while let Some((t0, res)) = pending.next().await {
+        res?;
+        lat.record(t0.elapsed());
+    }
+    Ok(Side::new(
+        "KafkaTransport::produce of prebuilt records, one per call, ≤10,000 in flight",
+        records.len() as u64,
+        started.elapsed(),
+        "msg/s",
+        &lat,
+    ))
+}
+
+async fn produce_raw(config: &KafkaConfig, records: &[Record], topic: &str) -> Result<Side, Error> {
+    let producer: FutureProducer = config.producer_config().create().map_err(|e| Error::config(format!("raw producer: {e}")))?;
+    // Warm up (metadata, producer id) outside the clock, as the transport did when it connected.
+    let warm = FutureRecord::<[u8], [u8]>::to(topic).payload(&b"warm-up"[..]);
+    check_delivery(Ok(producer.send(warm, Duration::from_secs(30)).await.map(|_| ())))?;
+    let mut lat = Latencies::default();
+    let mut pending = FuturesUnordered::new();
+    let started = Instant::now();
+    for r in records {
+        if pending.len() >= IN_FLIGHT {
+            let (t0, d): (Instant, Result<_, _>) = pending.next().await.expect("non-empty");
+            check_delivery(d)?;
+            lat.record(t0.elapsed());
+        }
+        let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+        for (k, v) in r.headers.iter() {
+            headers = headers.insert(Header { key: k, value: Some(&v[..]) });
+        }
+        let mut rec = FutureRecord::to(topic).payload(&r.value[..]).headers(headers);
+        if let Some(k) = &r.key {
+            rec = rec.key(&k[..]);
+        }
+        let t0 = Instant::now();
+        let delivery = loop {
+            match producer.send_result(rec) {
+                Ok(d) => break d,
+                Err((_, back)) => {
+                    rec = back; // queue full: wait for deliveries, as the transport does
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+        };
+        pending.push(async move { (t0, delivery.await) });
+    }
+    while let Some((t0, d)) = pending.next().await {
+        check_delivery(d)?;
+        lat.record(t0.elapsed());
+    }
+    Ok(Side::new("raw rdkafka FutureProducer, same settings, ≤10,000 in flight", records.len() as u64, started.elapsed(), "msg/s", &lat))
+}
+
+fn check_delivery<T, E: std::fmt::Display, C: std::fmt::Debug>(
+    d: Result<Result<T, (E, C)>, futures::channel::oneshot::Canceled>,
+) -> Result<(), Error> {
+    match d {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((e, _))) => Err(Error::unavailable(format!("raw produce failed: {e}"))),
+        Err(_) => Err(Error::shutdown("raw producer dropped")),
+    }
+}
+
+async fn consume_ours(bus: &TransportBus, topic: &str, n: u64) -> Result<Side, Error> {
+    let handled = Arc::new(AtomicU64::new(0));
+    let first = Arc::new(parking_lot::Mutex::new(None::<Instant>));
+    let done = Arc::new(tokio::sync::Notify::new());
+    let (h, f, d) = (handled.clone(), first.clone(), done.clone());
+    let handler = handler_fn(move |delivery: Delivery| {
+        let (h, f, d) = (h.clone(), f.clone(), d.clone());
+        async move {
+            f.lock().get_or_insert_with(Instant::now);
+            std::hint::black_box(delivery.envelope.payload.len());
+            if h.fetch_add(1, Ordering::Relaxed) + 1 == n {
+                d.notify_one();
+            }
+            Ok(())
+        }
+    });
+    let id = bus.subscribe(Subscription::new(topic, format!("bench-ours-{}", uuid::Uuid::new_v4().simple()), handler)).await?;
+    bus.start().await?;
+    tokio::time::timeout(Duration::from_secs(600), done.notified())
+        .await
+        .map_err(|_| Error::timeout(format!("consumer handled {} of {n}", handled.load(Ordering::Relaxed)), Duration::from_secs(600)))?;
+    let elapsed = first.lock().map(|t| t.elapsed()).unwrap_or_default();
+    bus.unsubscribe(id).await?;
+    Ok(Side::new("consumer engine → handler, commits every 100 ms", n, elapsed, "msg/s", &Latencies::default()))
+}
+
+async fn consume_raw(config: &KafkaConfig, topic: &str, n: u64) -> Result<Side, Error> {
+    let group = format!("bench-raw-{}", uuid::Uuid::new_v4().simple());
+    let consumer: BaseConsumer =
+        config.consumer_config(&group, "earliest").create().map_err(|e| Error::config(format!("raw consumer: {e}")))?;
+    consumer.subscribe(&[topic]).map_err(|e| Error::config(format!("raw subscribe: {e}")))?;
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut next: std::collections::BTreeMap<i32, i64> = Default::default();
+        let (mut count, mut first, mut last_commit) = (0u64, None::<Instant>, Instant::now());
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while count < n {
+            if Instant::now() > deadline {
+                return Err(Error::timeout(format!("raw consumer read {count} of {n}"), Duration::from_secs(600)));
+            }
+            if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+                let m = m.map_err(|e| Error::unavailable(format!("raw consume: {e}")))?;
+                first.get_or_insert_with(Instant::now);
+                std::hint::black_box(m.payload().map(<[u8]>::len));
+                next.insert(m.partition(), m.offset() + 1);
+                count += 1;
+            }
+            if last_commit.elapsed() >= COMMIT_EVERY && !next.is_empty() {
+                let mut tpl = TopicPartitionList::new();
+                for (p, o) in &next {
+                    let _ = tpl.add_partition_offset(&topic, *p, Offset::Offset(*o));
+                }
+                let _ = consumer.commit(&tpl, CommitMode::Async);
+                last_commit = Instant::now();
+            }
+        }
+        let elapsed = first.map(|t| t.elapsed()).unwrap_or_default();
+        Ok(Side::new("raw rdkafka BaseConsumer, same settings, async commits every 100 ms", n, elapsed, "msg/s", &Latencies::default()))
+    })
+    .await
+    .map_err(|e| Error::shutdown(format!("raw consumer task failed: {e}")))?
+}
+
+/// Runs the produce and consume scenarios against `brokers` (`HOST:PORT[,HOST:PORT]`).
+pub async fn run(brokers: &str, messages: u64) -> Result<Vec<ScenarioReport>, Error> {
+    let transport = KafkaTransport::from_url_str(&format!("kafka://{brokers}")).await?;
+    let config = transport.config().clone();
+    let bus = Arc::new(TransportBus::with_config(transport.clone(), BusConfig { default_partitions: PARTITIONS, ..BusConfig::default() }));
+    let publisher = BusPublisher::new(bus.clone())?;
+    let envs = envelopes(messages)?;
+    let records: Vec<Record> = envs.iter().map(encode_record).collect();
+    let (ours_topic, raw_topic, transport_topic) = (fresh_topic("ours"), fresh_topic("raw"), fresh_topic("transport"));
+    for t in [&ours_topic, &raw_topic, &transport_topic] {
+        transport.admin().create_topic(TopicSpec::new(t.as_str(), PARTITIONS)).await?;
+    }
+    bus.ensure_topic(&ours_topic).await?;
+    let params = serde_json::json!({ "brokers": brokers, "messages": messages, "payload_bytes": 256, "partitions": PARTITIONS, "in_flight": IN_FLIGHT,
+        "producer": config.effective_producer_settings() });
+
+    // Both topics get one warm-up record before their clock starts.
+    publisher.publish_envelope(&envs[0], Some(&ours_topic)).await?;
+    // Raw first, so ours does not profit from a warmed-up broker.
+    let raw = produce_raw(&config, &records, &raw_topic).await?;
+    let ours = produce_ours(&publisher, &envs, &ours_topic).await?;
+    let produce = ScenarioReport::new("bus-kafka/produce", ours, raw.clone(), PRODUCE_TARGET, params.clone());
+    transport.produce(&transport_topic, vec![ProduceRecord::new(records[0].clone())]).await?;
+    let direct = produce_transport(&transport, &records, &transport_topic).await?;
+    let produce_transport = ScenarioReport::new("bus-kafka/produce-transport", direct, raw, PRODUCE_TARGET, params.clone());
+
+    let raw = consume_raw(&config, &raw_topic, messages + 1).await?;
+    let ours = consume_ours(&bus, &ours_topic, messages + 1).await?;
+    let consume = ScenarioReport::new("bus-kafka/consume", ours, raw, CONSUME_TARGET, params);
+
+    for t in [&ours_topic, &raw_topic, &transport_topic] {
+        let _ = transport.admin().delete_topic(t).await;
+    }
+    Ok(vec![produce, produce_transport, consume])
+}
+
+#[cfg(test)]
+mod tests {
+    /// Runs the benchmark once against `ONEX_KAFKA_BROKERS` (default 127.0.0.1:9092):
+    /// `cargo test -p onex-cli --release bus_kafka -- --ignored --nocapture`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs a Kafka broker; a benchmark, not a test"]
+    async fn bench_bus_kafka_smoke() {
+        let brokers = std::env::var("ONEX_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+        let n = std::env::var("ONEX_BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+        let reports = super::run(&brokers, n).await.unwrap();
+        for r in &reports {
+            r.print(false);
+            assert!(r.ours.count >= n && r.baseline.count >= n);
+        }
+    }
+}
