@@ -467,10 +467,11 @@ impl Error {
     }
 
     /// The server-requested wait before a retry, when there is one.
+    /// A 503 with `Retry-After` carries it as `retry_after_ms` in the context.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Error::RateLimited { retry_after, .. } => *retry_after,
-            _ => None,
+            _ => self.context().and_then(|c| c.get("retry_after_ms")).and_then(|v| v.parse::<u64>().ok()).map(Duration::from_millis),
         }
     }
 
@@ -517,6 +518,7 @@ mod tests {
         }
         let serialization = Error::rejected("could not serialize").with("retryable", "true");
         assert!(serialization.is_retryable() && !serialization.trips_breaker());
+        assert_eq!(Error::unavailable("503").with("retry_after_ms", 1500).retry_after(), Some(Duration::from_millis(1500)));
         let deadlock = Error::unavailable("deadlock").with("trips_breaker", "false");
         assert!(deadlock.is_retryable() && !deadlock.trips_breaker());
     }
