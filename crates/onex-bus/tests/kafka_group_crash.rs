@@ -239,7 +239,9 @@ async fn sigkill_of_one_member_loses_nothing_and_redelivers_only_uncommitted() {
             "partitions {stuck:?} stayed with the killed member: the broker never evicted it after session.timeout.ms (tansu 0.6 does not)"
         );
         assert!(std::env::var_os("ONEX_KAFKA_REQUIRE_EVICTION").is_none(), "{msg}");
-        eprintln!("\n!!!!! KNOWN BROKER LIMITATION: {msg}; takeover verified only for {taken_over:?} !!!!!\n");
+        // Written past the test harness's capture, so the limitation is visible in a normal run.
+        let note = format!("\n!!!!! KNOWN BROKER LIMITATION: {msg}; takeover verified only for {taken_over:?} !!!!!\n");
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), note.as_bytes());
     } else {
         assert_eq!(seen.len() as u64, EVENTS, "every event handled at least once");
     }
