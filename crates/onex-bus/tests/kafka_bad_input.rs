@@ -1,5 +1,6 @@
 //! Bad input against the kafka transport: each case fails with a clear error that names
 //! what failed and what to do.
+#![cfg(feature = "kafka")]
 
 mod kafka_support;
 

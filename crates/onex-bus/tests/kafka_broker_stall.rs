@@ -2,6 +2,7 @@
 //! publishes wait and succeed, or fail with clear errors, each within its timeout, and no
 //! acknowledged event is lost. Runs against a tansu the test starts itself on another port,
 //! so parallel tests keep their broker.
+#![cfg(feature = "kafka")]
 
 mod kafka_support;
 

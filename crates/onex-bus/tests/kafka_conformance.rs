@@ -1,5 +1,6 @@
 //! The public conformance suite, unchanged, on the kafka transport against a real broker
 //! (tansu in CI: `scripts/tansu.sh`; `ONEX_KAFKA_BROKERS` picks another).
+#![cfg(feature = "kafka")]
 
 mod kafka_support;
 

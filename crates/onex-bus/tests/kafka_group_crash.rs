@@ -5,6 +5,7 @@
 //!
 //! The member processes are this test binary itself, re-run with `ONEX_KAFKA_CHILD` set
 //! (see [`kafka_group_member_child`]).
+#![cfg(feature = "kafka")]
 
 mod kafka_support;
 

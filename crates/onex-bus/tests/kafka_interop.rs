@@ -1,5 +1,6 @@
 //! Interop with clients that are not ours, admin, health and the partitioner, against a real
 //! broker (tansu in CI).
+#![cfg(feature = "kafka")]
 
 mod kafka_support;
 
