@@ -1,4 +1,4 @@
-//! [`KafkaConsumer`]: the engine's view of a group member (see [`super::member`] for the thread).
+//! [`KafkaConsumer`]: the engine's view of a group member (the librdkafka thread is in `member.rs`).
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;

@@ -8,7 +8,7 @@
 //!   is sent.
 //! - **Consume**: one librdkafka consumer per subscription, on its own thread, with
 //!   `enable.auto.commit=false`: the engine commits. Revocations follow the engine's
-//!   handshake (see [`member`]); a partition no longer owned is never committed.
+//!   handshake (the member thread blocks in librdkafka's revoke callback until the engine acknowledges); a partition no longer owned is never committed.
 //! - **Admin**: create (partitions, replication factor, config), delete, list, describe with
 //!   watermarks. "Already exists" carries context `exists=true`; a missing topic is
 //!   `NotFound`.
@@ -29,7 +29,7 @@ mod config;
 mod consumer;
 mod context;
 mod errors;
-pub mod member;
+mod member;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
