@@ -32,8 +32,19 @@ pub fn bus_config_from_url(url: &url::Url) -> Result<BusConfig> {
 }
 
 /// Parses a bus URL, with a message that says what is accepted.
+///
+/// A broker list (`kafka://a:9092,b:9092`) is not a URL authority; it parses as its first
+/// host, and the kafka transport reads the whole list from the raw string.
 pub fn parse_bus_url(raw: &str) -> Result<url::Url> {
-    let url = url::Url::parse(raw).map_err(|e| {
+    let first_host_only = match raw.split_once("://") {
+        Some((scheme @ ("kafka" | "redpanda"), rest)) => {
+            let end = rest.find(['/', '?']).unwrap_or(rest.len());
+            let (authority, tail) = rest.split_at(end);
+            authority.split_once(',').map(|(first, _)| format!("{scheme}://{first}{tail}"))
+        }
+        _ => None,
+    };
+    let url = url::Url::parse(first_host_only.as_deref().unwrap_or(raw)).map_err(|e| {
         Error::config(format!(
             "invalid bus URL {:?}: {e}; expected memory://, sqlite://PATH, kafka://HOST:PORT or redpanda://HOST:PORT",
             onex_core::sanitize::sanitize(raw)
@@ -50,7 +61,7 @@ pub async fn open_transport(raw: &str) -> Result<Arc<dyn Transport>> {
         #[cfg(feature = "sqlite")]
         "sqlite" => Ok(crate::sqlite::SqliteTransport::from_url(&url).await?),
         #[cfg(feature = "kafka")]
-        "kafka" | "redpanda" => Ok(crate::kafka::KafkaTransport::from_url(&url).await?),
+        "kafka" | "redpanda" => Ok(crate::kafka::KafkaTransport::from_url_str(raw).await?),
         other => Err(Error::config(format!(
             "unknown bus scheme {other:?} in {:?}; use memory://, sqlite://PATH, kafka://HOST:PORT[,HOST:PORT] or redpanda://HOST:PORT (compiled in: {})",
             onex_core::sanitize::sanitize(raw),
@@ -128,5 +139,20 @@ impl BusProvider {
 impl EventBusProvider for BusProvider {
     async fn bus(&self, url: Option<&str>, environment: &str, group: &str) -> Result<Arc<dyn EventBus>> {
         Ok(self.transport_bus(url, environment, group).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_lists_parse_with_their_options() {
+        let url = parse_bus_url("kafka://a:9092,b:9093?partitions=8&client.id=x").unwrap();
+        assert_eq!((url.scheme(), url.host_str(), url.port()), ("kafka", Some("a"), Some(9092)));
+        assert_eq!(bus_config_from_url(&url).unwrap().default_partitions, 8);
+        assert!(parse_bus_url("redpanda://a:1,b:2,c:3/").is_ok());
+        let err = parse_bus_url("kafka://a:notaport").unwrap_err().to_string();
+        assert!(err.contains("invalid bus URL"), "{err}");
     }
 }

@@ -37,6 +37,12 @@ pub enum Command {
         #[command(subcommand)]
         action: TopicsAction,
     },
+    /// Dead letter queues: summary, list, replay.
+    Dlq {
+        /// What to do.
+        #[command(subcommand)]
+        action: crate::commands::dlq::DlqCommand,
+    },
     /// Call a handler once: `onex exec http --url URL GET /path`, `onex exec postgres --url URL db.query SQL`.
     Exec(crate::commands::exec::ExecArgs),
     /// Schema registry: register, check, validate, configure.
@@ -159,6 +165,9 @@ pub struct BenchArgs {
     /// Kafka brokers (bus-kafka; publisher).
     #[arg(long, env = "ONEX_KAFKA_BROKERS")]
     pub brokers: Option<String>,
+    /// Bus URLs to run the publisher scenario on (default: memory, a temp sqlite file, and kafka with --brokers).
+    #[arg(long = "on")]
+    pub bus: Vec<String>,
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {

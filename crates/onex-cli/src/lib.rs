@@ -42,6 +42,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Consume(args) => commands::consume::run(&*commands::open_bus(bus_url).await?, args, cli.json).await,
         Command::Topics { action } => commands::topics::run(&*commands::open_bus(bus_url).await?, action, cli.json).await,
         Command::Bench(args) => bench::run(args, cli.json).await,
+        Command::Dlq { action } => commands::dlq::run(commands::open_bus(bus_url).await?, action, cli.json).await,
         Command::Exec(mut args) => {
             args.json |= cli.json;
             commands::exec::run(args).await

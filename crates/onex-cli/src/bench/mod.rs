@@ -1,9 +1,11 @@
 //! `onex bench SCENARIO`: our path and the raw baseline, in the same run (DESIGN §8).
 
+pub mod bus_kafka;
 mod bus_memory;
 pub mod bus_sqlite;
 pub mod http;
 pub mod postgres;
+pub mod publisher;
 pub mod report;
 pub mod schema;
 
@@ -22,7 +24,7 @@ pub(crate) fn payload_256(i: u64) -> serde_json::Value {
 }
 
 /// Scenario names.
-pub const SCENARIOS: [&str; 5] = ["bus-memory", "bus-sqlite", "http", "postgres", "schema"];
+pub const SCENARIOS: [&str; 7] = ["bus-memory", "bus-sqlite", "bus-kafka", "http", "postgres", "publisher", "schema"];
 
 fn levels(args: &BenchArgs) -> Vec<usize> {
     if args.concurrency.is_empty() {
@@ -39,6 +41,22 @@ pub(crate) async fn run(args: BenchArgs, json: bool) -> Result<()> {
         "http" => http::run(&levels(&args), args.requests.unwrap_or(20_000)).await?,
         "postgres" => postgres::run(&levels(&args), args.requests.unwrap_or(20_000)).await?,
         "schema" => schema::run(args.messages.unwrap_or(200_000)).await?,
+        "bus-kafka" => {
+            let brokers = args.brokers.as_deref().ok_or_else(|| Error::config("bench bus-kafka needs --brokers HOST:PORT (or ONEX_KAFKA_BROKERS)"))?;
+            bus_kafka::run(brokers, args.messages.unwrap_or(200_000)).await?
+        }
+        "publisher" => {
+            let mut urls = args.bus.clone();
+            if urls.is_empty() {
+                let dir = std::env::temp_dir().join(format!("onex-bench-publisher-{}", uuid::Uuid::new_v4().simple()));
+                std::fs::create_dir_all(&dir).map_err(|e| Error::config(format!("cannot create {}: {e}", dir.display())))?;
+                urls = vec!["memory://".to_string(), format!("sqlite://{}", dir.join("bench.db").display())];
+                if let Some(b) = &args.brokers {
+                    urls.push(format!("kafka://{b}"));
+                }
+            }
+            publisher::run(&urls, args.messages.unwrap_or(100_000)).await?
+        }
         other => {
             return Err(Error::config(format!("unknown bench scenario {other:?}; known: {}", SCENARIOS.join(", "))));
         }

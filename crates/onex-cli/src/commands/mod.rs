@@ -2,6 +2,7 @@
 //! for `main` to print.
 
 pub(crate) mod consume;
+pub mod dlq;
 pub mod exec;
 pub(crate) mod publish;
 pub mod schema;
