@@ -19,7 +19,8 @@ use uuid::Uuid;
 
 mod kafka_support;
 
-const DEADLINE: Duration = Duration::from_secs(90);
+// Generous: on Kafka (tansu) a new consumer group under parallel tests can take a minute to join.
+const DEADLINE: Duration = Duration::from_secs(180);
 const BINARY: &[u8] = &[0xff, 0x00, 0xfe, 0x80, 0xc3, 0x28, b'{'];
 
 /// Polls `check` until it returns `Some`, panicking after [`DEADLINE`].
@@ -40,7 +41,17 @@ where
 
 /// Records in `dlq_topic` that are DLQ records of `topic`.
 async fn dlq_count(dlq: &BusDlqHandler, dlq_topic: &str) -> usize {
-    dlq.list(dlq_topic, &DlqFilter::default(), 10_000).await.map(|v| v.len()).unwrap_or(0)
+    let started = std::time::Instant::now();
+    match dlq.list(dlq_topic, &DlqFilter::default(), 10_000).await {
+        Ok(v) => {
+            eprintln!("{dlq_topic}: {} DLQ records (read in {:?})", v.len(), started.elapsed());
+            v.len()
+        }
+        Err(e) => {
+            eprintln!("{dlq_topic}: not readable yet after {:?}: {}", started.elapsed(), e.report());
+            0
+        }
+    }
 }
 
 /// A subscriber that fails with a non-retryable error while `broken`, and records what it
