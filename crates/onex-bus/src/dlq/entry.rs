@@ -61,3 +61,72 @@ pub(crate) fn filter_fingerprint(filter: &DlqFilter) -> Option<String> {
     }
     Some(format!("{h:016x}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, Utc};
+    use onex_core::dlq::{DlqBytes, DlqRecord};
+    use onex_core::ErrorKind;
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn entry(kind: ErrorKind, corr: Option<Uuid>, at: chrono::DateTime<Utc>) -> DlqEntry {
+        DlqEntry {
+            dlq_topic: "t.dlq".into(),
+            partition: 0,
+            offset: 0,
+            envelope_id: Uuid::now_v7(),
+            dead_lettered_at: at,
+            record: DlqRecord {
+                key: None,
+                value: DlqBytes::from_bytes(b"{}"),
+                headers: vec![],
+                topic: "t".into(),
+                partition: 0,
+                offset: 0,
+                group: "g".into(),
+                subscriber: "s".into(),
+                error_kind: kind,
+                reason: "r".into(),
+                first_failure_at: at,
+                last_failure_at: at,
+                attempts: 1,
+                correlation_id: corr,
+                event_type: None,
+            },
+        }
+    }
+
+    #[test]
+    fn filters_combine_and_the_time_range_is_half_open() {
+        let now = Utc::now();
+        let c = Uuid::now_v7();
+        let e = entry(ErrorKind::Timeout, Some(c), now);
+        assert!(matches(&DlqFilter::default(), &e));
+        assert!(matches(&DlqFilter { correlation_id: Some(c), error_kind: Some(ErrorKind::Timeout), ..Default::default() }, &e));
+        assert!(!matches(&DlqFilter { correlation_id: Some(Uuid::now_v7()), ..Default::default() }, &e));
+        assert!(!matches(&DlqFilter { error_kind: Some(ErrorKind::Rejected), ..Default::default() }, &e));
+        assert!(matches(&DlqFilter { since: Some(now), until: Some(now + Duration::seconds(1)), ..Default::default() }, &e));
+        assert!(!matches(&DlqFilter { until: Some(now), ..Default::default() }, &e), "until is exclusive");
+        assert!(!matches(&DlqFilter { correlation_id: Some(c), ..Default::default() }, &entry(ErrorKind::Timeout, None, now)));
+    }
+
+    #[test]
+    fn fingerprints_are_stable_and_tell_filters_apart() {
+        assert_eq!(filter_fingerprint(&DlqFilter::default()), None);
+        let a = DlqFilter { error_kind: Some(ErrorKind::Timeout), ..Default::default() };
+        let b = DlqFilter { error_kind: Some(ErrorKind::Rejected), ..Default::default() };
+        assert_eq!(filter_fingerprint(&a), filter_fingerprint(&a.clone()));
+        assert_ne!(filter_fingerprint(&a), filter_fingerprint(&b));
+        assert_eq!(filter_fingerprint(&a).unwrap().len(), 16);
+    }
+
+    #[test]
+    fn an_empty_time_range_is_refused() {
+        let now = Utc::now();
+        let err = check_filter(&DlqFilter { since: Some(now), until: Some(now), ..Default::default() }).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert!(err.to_string().contains("would match nothing"), "{err}");
+    }
+}

@@ -63,6 +63,7 @@ pub(crate) fn check_duration(what: &str, d: Duration) -> Result<()> {
 }
 
 /// Milliseconds of a duration, at least 1 (stores keep milliseconds).
+#[cfg(any(feature = "sqlite", feature = "redis"))]
 pub(crate) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
 }

@@ -7,6 +7,11 @@
 //! an open breaker fails fast with [`Error::CircuitOpen`]. Counters are relaxed atomics; the
 //! only lock on the path is the breaker's short state-machine mutex.
 //!
+//! A publish that fails is returned to the caller, never dead-lettered by the publisher, so
+//! `events_sent_to_dlq` stays 0 (the consumer engine dead-letters; see [`crate::dlq`]). A
+//! publish refused because the publisher is closed, or because its event type, topic or
+//! payload is invalid, counts in `events_failed`.
+//!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! use std::time::Duration;
