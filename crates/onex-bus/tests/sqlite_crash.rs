@@ -34,6 +34,9 @@ fn child_process_entry() {
         match mode.as_str() {
             "publisher" => child_publisher(&url, &topic).await,
             "consumer" => child_consumer(&url, &topic, Duration::ZERO).await,
+            // Sleeps 1 ms every 20 records: a release build would otherwise finish 100,000
+            // records before the parent can kill it mid-way.
+            "throttled-consumer" => child_consumer(&url, &topic, Duration::from_micros(10)).await,
             "slow-consumer" => child_consumer(&url, &topic, Duration::from_millis(2)).await,
             "writer" => child_writer(&url, &topic).await,
             "open-default" => {
@@ -78,8 +81,10 @@ async fn child_publisher(url: &str, topic: &str) {
 async fn child_consumer(url: &str, topic: &str, pause: Duration) {
     let bus = onex_bus::connect(url).await.expect("connect");
     let handler = handler_fn(move |d: Delivery| async move {
-        if !pause.is_zero() {
+        if pause >= Duration::from_millis(1) {
             tokio::time::sleep(pause).await;
+        } else if !pause.is_zero() && d.offset % 20 == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         say(&format!("H {} {}", d.partition, d.offset));
         Ok(())
@@ -244,7 +249,7 @@ async fn killed_consumer_resumes_from_committed_offsets() {
     }
     t.close().await.unwrap();
 
-    let first = spawn_child("consumer", &url, "crash-consume");
+    let first = spawn_child("throttled-consumer", &url, "crash-consume");
     let mut handled_first: BTreeSet<(u32, u64)> = BTreeSet::new();
     let parse = |l: &str| {
         let v = nums(l);
@@ -254,6 +259,8 @@ async fn killed_consumer_resumes_from_committed_offsets() {
         let line = first.next("H", Duration::from_secs(120)).unwrap_or_else(|| panic!("only {i} handled before the timeout"));
         handled_first.insert(parse(&line));
     }
+    // Let at least one commit interval pass after the 30,000th record.
+    tokio::time::sleep(Duration::from_millis(150)).await;
     // What it printed between our last read and its death.
     handled_first.extend(first.kill9("H").iter().map(|l| parse(l)));
     let t = SqliteTransport::from_url(&url::Url::parse(&url).unwrap()).await.unwrap();
