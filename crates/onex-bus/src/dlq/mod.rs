@@ -8,7 +8,7 @@
 //!   to the original topic with `x-replay-count` (previous + 1), `x-replayed-at` and
 //!   `x-original-dlq-offset`; a record past the replay cap goes to `{topic}.quarantine`
 //!   instead, never dropped. Progress is committed per record in the group
-//!   `onex-dlq-replay` (one group per filter: `onex-dlq-replay.f<hash>`), so a second run
+//!   `onex-dlq-replay.{dlq_topic}` (one group per DLQ topic and filter: `….f<hash>`), so a second run
 //!   does not replay the same records.
 
 mod entry;

@@ -41,10 +41,13 @@ pub(crate) fn check_options(opts: &ReprocessOptions) -> Result<()> {
 
 /// The group that remembers how far replays of `filter` got. Each filter has its own, so a
 /// filtered replay does not mark records it skipped as done for an unfiltered one.
-pub(crate) fn progress_group(base: &str, opts: &ReprocessOptions) -> String {
+/// One progress group per DLQ topic (and filter): on Kafka a group shared by readers of
+/// different topics would rebalance them against each other, so two replays of different
+/// DLQ topics would stall each other.
+pub(crate) fn progress_group(base: &str, dlq_topic: &str, opts: &ReprocessOptions) -> String {
     match filter_fingerprint(&opts.filter) {
-        None => base.to_string(),
-        Some(f) => format!("{base}.f{f}"),
+        None => format!("{base}.{dlq_topic}"),
+        Some(f) => format!("{base}.{dlq_topic}.f{f}"),
     }
 }
 
@@ -91,7 +94,7 @@ impl BusDlqHandler {
     ) -> Result<ReprocessReport> {
         check_options(&opts)?;
         onex_core::validate_topic(dlq_topic)?;
-        let group = progress_group(&self.config.replay_group, &opts);
+        let group = progress_group(&self.config.replay_group, dlq_topic, &opts);
         let mut reader = TopicReader::open(self.bus.transport().as_ref(), dlq_topic, &group, self.config.read_idle_limit).await?;
         let result = self.replay_from(&mut reader, dlq_topic, &opts, progress).await;
         let closed = reader.close().await;
