@@ -70,8 +70,7 @@ async fn ours(envs: Vec<Envelope>) -> Result<Side> {
 type Raw = (Option<Bytes>, Bytes, Headers, Instant);
 
 async fn baseline(envs: &[Envelope]) -> Side {
-    let records: Vec<(Option<Bytes>, Bytes, Headers)> =
-        envs.iter().map(encode_record).map(|r| (r.key, r.value, r.headers)).collect();
+    let records: Vec<(Option<Bytes>, Bytes, Headers)> = envs.iter().map(encode_record).map(|r| (r.key, r.value, r.headers)).collect();
     let n = records.len() as u64;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Raw>(8192);
     let receiver = tokio::spawn(async move {

@@ -42,7 +42,10 @@ pub(crate) async fn run(args: BenchArgs, json: bool) -> Result<()> {
         "postgres" => postgres::run(&levels(&args), args.requests.unwrap_or(20_000)).await?,
         "schema" => schema::run(args.messages.unwrap_or(200_000)).await?,
         "bus-kafka" => {
-            let brokers = args.brokers.as_deref().ok_or_else(|| Error::config("bench bus-kafka needs --brokers HOST:PORT (or ONEX_KAFKA_BROKERS)"))?;
+            let brokers = args
+                .brokers
+                .as_deref()
+                .ok_or_else(|| Error::config("bench bus-kafka needs --brokers HOST:PORT (or ONEX_KAFKA_BROKERS)"))?;
             bus_kafka::run(brokers, args.messages.unwrap_or(200_000)).await?
         }
         "publisher" => {
