@@ -1,7 +1,7 @@
 //! PostgreSQL `numeric` in its binary wire form, to and from decimal text.
 //!
 //! Wire form: `ndigits: i16, weight: i16, sign: u16, dscale: u16, digits: [i16; ndigits]`,
-//! base-10000 digits, value = Σ digits[i] × 10000^(weight − i).
+//! base-10000 digits, value = Σ digits\[i\] × 10000^(weight − i).
 //!
 //! JSON rule for results: a numeric becomes a JSON **number** when the shortest `f64` that
 //! reads back from it has exactly the same decimal value (so a consumer parsing JSON into a
