@@ -84,6 +84,20 @@ pub(crate) fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// `params` as a JSON object (`null` counts as an empty one); anything else is `Rejected`
+/// with `expected` ("HTTP params must be …") followed by the JSON type that came.
+pub(crate) fn params_object<'a>(
+    params: &'a serde_json::Value,
+    expected: &str,
+) -> onex_core::Result<&'a serde_json::Map<String, serde_json::Value>> {
+    static EMPTY: std::sync::LazyLock<serde_json::Map<String, serde_json::Value>> = std::sync::LazyLock::new(serde_json::Map::new);
+    match params {
+        serde_json::Value::Null => Ok(&EMPTY),
+        serde_json::Value::Object(m) => Ok(m),
+        other => Err(Error::rejected(format!("{expected}, got a JSON {}", json_type(other)))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

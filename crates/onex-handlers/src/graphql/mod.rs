@@ -20,7 +20,7 @@ use onex_core::{
 };
 use serde_json::{json, Map, Value};
 
-use crate::common::{json_type, unknown_operation};
+use crate::common::{json_type, params_object, unknown_operation};
 use crate::http::HttpRestHandler;
 
 /// Operations of the GraphQL handler.
@@ -61,17 +61,7 @@ fn request_body(req: &ProtocolRequest) -> Result<Value> {
     if req.operation == "graphql.query" && is_mutation(&req.target) {
         return Err(Error::rejected("the document is a mutation: send it as graphql.mutation (queries may be retried, mutations are not)"));
     }
-    let empty = Map::new();
-    let params = match &req.params {
-        Value::Null => &empty,
-        Value::Object(m) => m,
-        other => {
-            return Err(Error::rejected(format!(
-                "GraphQL params must be an object {{\"variables\": {{...}}, \"operationName\": \"...\"}}, got a JSON {}",
-                json_type(other)
-            )))
-        }
-    };
+    let params = params_object(&req.params, r#"GraphQL params must be an object {"variables": {...}, "operationName": "..."}"#)?;
     let mut body = Map::new();
     body.insert("query".into(), Value::String(req.target.clone()));
     for (k, v) in params {

@@ -9,9 +9,9 @@
 
 use onex_core::{Body, Error, ProtocolRequest, Result};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::common::json_type;
+use crate::common::{json_type, params_object};
 
 /// Characters left as they are in a path segment (RFC 3986 unreserved).
 fn encode_component(s: &str, out: &mut String) {
@@ -40,17 +40,7 @@ fn scalar(name: &str, v: &Value) -> Result<Option<String>> {
 
 /// Builds the full URL from the base, the templated target and the query parameters.
 pub(crate) fn build_url(base: &str, req: &ProtocolRequest) -> Result<String> {
-    let empty = Map::new();
-    let params = match &req.params {
-        Value::Null => &empty,
-        Value::Object(m) => m,
-        other => {
-            return Err(Error::rejected(format!(
-                "HTTP params must be a JSON object of path and query parameters, got a JSON {}",
-                json_type(other)
-            )))
-        }
-    };
+    let params = params_object(&req.params, "HTTP params must be a JSON object of path and query parameters")?;
     if req.target.starts_with("http://") || req.target.starts_with("https://") || req.target.starts_with("//") {
         return Err(Error::rejected("the HTTP target must be a path relative to the configured base URL, not an absolute URL")
             .with("target", &req.target));
