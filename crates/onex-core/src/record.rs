@@ -35,8 +35,8 @@ impl Headers {
     /// Appends a header read from the wire: a well-known name (the CloudEvents headers of
     /// [`crate::envelope::ce_headers::RESERVED`]) is stored without allocating.
     pub fn push_name(&mut self, name: &str, value: impl Into<Bytes>) {
-        let name = match crate::envelope::ce_headers::RESERVED.iter().find(|k| **k == name) {
-            Some(k) => Cow::Borrowed(*k),
+        let name = match well_known(name) {
+            Some(k) => Cow::Borrowed(k),
             None => Cow::Owned(name.to_string()),
         };
         self.0.push((name, value.into()));
@@ -84,6 +84,29 @@ impl Headers {
     }
 }
 
+/// The constant for a CloudEvents header name; a `match` on strings compiles to a length
+/// switch and one comparison, which matters: every header of every consumed record comes here.
+fn well_known(name: &str) -> Option<&'static str> {
+    use crate::envelope::ce_headers as h;
+    Some(match name {
+        h::SPECVERSION => h::SPECVERSION,
+        h::ID => h::ID,
+        h::SOURCE => h::SOURCE,
+        h::TYPE => h::TYPE,
+        h::TIME => h::TIME,
+        h::CONTENT_TYPE => h::CONTENT_TYPE,
+        h::CORRELATION_ID => h::CORRELATION_ID,
+        h::CAUSATION_ID => h::CAUSATION_ID,
+        h::PARTITION_KEY => h::PARTITION_KEY,
+        h::DATASCHEMA => h::DATASCHEMA,
+        h::TRACEPARENT => h::TRACEPARENT,
+        h::TRACESTATE => h::TRACESTATE,
+        h::RETRY_COUNT => h::RETRY_COUNT,
+        h::TAGS => h::TAGS,
+        _ => return None,
+    })
+}
+
 /// A record as stored by a backend and carried on the wire.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
@@ -105,5 +128,24 @@ impl Record {
 impl FromIterator<(String, Bytes)> for Headers {
     fn from_iter<I: IntoIterator<Item = (String, Bytes)>>(iter: I) -> Self {
         Headers(iter.into_iter().map(|(k, v)| (Cow::Owned(k), v)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reserved_name_is_interned_and_others_are_not() {
+        for name in crate::envelope::ce_headers::RESERVED {
+            assert_eq!(well_known(name), Some(name));
+        }
+        assert_eq!(well_known("ce_idx"), None);
+        assert_eq!(well_known("x-user"), None);
+        let mut h = Headers::new();
+        h.push_name("ce_id", Bytes::from_static(b"1"));
+        h.push_name("x-user", Bytes::from_static(b"2"));
+        assert!(matches!(h.0[0].0, Cow::Borrowed(_)));
+        assert!(matches!(h.0[1].0, Cow::Owned(_)));
     }
 }

@@ -8,6 +8,7 @@ use chrono::Utc;
 use futures::FutureExt;
 use onex_core::envelope::decode_record;
 use onex_core::{ClaimOutcome, Delivery, Error, Result};
+use uuid::Uuid;
 
 use super::dlq::{write_dlq, Failure};
 use super::SubscriptionContext;
@@ -26,17 +27,17 @@ pub(crate) enum Outcome {
 const CLAIM_LEASE: Duration = Duration::from_secs(60);
 
 pub(crate) async fn handle_record(ctx: &SubscriptionContext, rec: &ConsumedRecord, stopping: &AtomicBool) -> Outcome {
-    let first_failure = Utc::now();
     let envelope = match decode_record(&rec.record, &rec.topic) {
         Ok(env) => env,
         Err(e) => {
             ctx.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
-            let failure = Failure { error: e, attempts: 1, first_failure, correlation_id: None, event_type: None };
+            let failure = Failure { error: e, attempts: 1, first_failure: Utc::now(), correlation_id: None, event_type: None };
             return write_dlq(ctx, rec, failure, stopping).await;
         }
     };
     let correlation_id = envelope.correlation_id;
-    let envelope_id = envelope.envelope_id.to_string();
+    // Formatted only when an idempotency store needs it.
+    let envelope_id = envelope.envelope_id;
 
     if ctx.sub.options.validate_payloads {
         if let Some(validator) = &ctx.core.config.validator {
@@ -59,7 +60,7 @@ pub(crate) async fn handle_record(ctx: &SubscriptionContext, rec: &ConsumedRecor
                 let failure = Failure {
                     error,
                     attempts: 1,
-                    first_failure,
+                    first_failure: Utc::now(),
                     correlation_id: Some(correlation_id),
                     event_type: Some(envelope.event_type),
                 };
@@ -82,6 +83,8 @@ pub(crate) async fn handle_record(ctx: &SubscriptionContext, rec: &ConsumedRecor
     let policy = &ctx.sub.options.retry;
     let mut next = Some(envelope);
     let mut attempt: u32 = 1;
+    // Read the clock only when something fails: the common path never needs it.
+    let mut first_failure = None;
     let error = loop {
         // The first attempt takes the decoded envelope; a retry decodes the bytes again
         // (cheaper than cloning every envelope for the rare retry).
@@ -95,6 +98,9 @@ pub(crate) async fn handle_record(ctx: &SubscriptionContext, rec: &ConsumedRecor
         env.retry_count = attempt - 1;
         let delivery = Delivery { envelope: env, topic: rec.topic.clone(), partition: rec.partition, offset: rec.offset, attempt };
         let result = call_handler(ctx, delivery).await;
+        if result.is_err() {
+            first_failure.get_or_insert_with(Utc::now);
+        }
         match result {
             Ok(()) => {
                 ctx.stats.handled.fetch_add(1, Ordering::Relaxed);
@@ -125,6 +131,7 @@ pub(crate) async fn handle_record(ctx: &SubscriptionContext, rec: &ConsumedRecor
     ctx.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
     tracing::warn!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, attempts = attempt, kind = %error.kind(), error = %error.report(), "sending record to the DLQ");
     let event_type = decode_record(&rec.record, &rec.topic).ok().map(|e| e.event_type);
+    let first_failure = first_failure.unwrap_or_else(Utc::now); // a retry could not decode
     let failure = Failure { error, attempts: attempt, first_failure, correlation_id: Some(correlation_id), event_type };
     let outcome = write_dlq(ctx, rec, failure, stopping).await;
     if ctx.sub.options.idempotent {
@@ -168,8 +175,10 @@ pub(crate) async fn sleep_unless_stopped(wait: Duration, stopping: &AtomicBool) 
     !stopping.load(Ordering::Relaxed)
 }
 
-async fn claim(ctx: &SubscriptionContext, id: &str, stopping: &AtomicBool) -> Option<ClaimOutcome> {
+async fn claim(ctx: &SubscriptionContext, id: &Uuid, stopping: &AtomicBool) -> Option<ClaimOutcome> {
     let store = ctx.idempotency.as_ref()?;
+    let mut buf = Uuid::encode_buffer();
+    let id = id.hyphenated().encode_lower(&mut buf);
     let mut wait = Duration::from_millis(100);
     loop {
         match store.claim(&ctx.sub.group, id, CLAIM_LEASE).await {
@@ -185,19 +194,23 @@ async fn claim(ctx: &SubscriptionContext, id: &str, stopping: &AtomicBool) -> Op
     }
 }
 
-async fn complete(ctx: &SubscriptionContext, id: &str) {
+async fn complete(ctx: &SubscriptionContext, id: &Uuid) {
     if let Some(store) = &ctx.idempotency {
+        let mut buf = Uuid::encode_buffer();
+        let id = id.hyphenated().encode_lower(&mut buf);
         if let Err(e) = store.complete(&ctx.sub.group, id).await {
             tracing::warn!(error = %e.report(), "idempotency complete failed; a redelivery may run the handler again");
         }
     }
 }
 
-async fn release(ctx: &SubscriptionContext, id: &str) {
+async fn release(ctx: &SubscriptionContext, id: &Uuid) {
     if !ctx.sub.options.idempotent {
         return;
     }
     if let Some(store) = &ctx.idempotency {
+        let mut buf = Uuid::encode_buffer();
+        let id = id.hyphenated().encode_lower(&mut buf);
         if let Err(e) = store.release(&ctx.sub.group, id).await {
             tracing::warn!(error = %e.report(), "idempotency release failed; the claim expires with its lease");
         }

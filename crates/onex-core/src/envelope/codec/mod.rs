@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -69,17 +69,20 @@ pub mod headers {
 
 use headers as h;
 
-/// Collects header values in one buffer so a record costs one allocation for all of them.
+/// Collects header values in one buffer so a record costs one allocation for all of them;
+/// the spans live on the stack (at most the 13 reserved headers after `ce_specversion`).
 struct ValueBuf {
     buf: bytes::BytesMut,
-    spans: Vec<(&'static str, usize, usize)>,
+    spans: [(&'static str, u32, u32); 13],
+    len: usize,
 }
 
 impl ValueBuf {
     fn put(&mut self, name: &'static str, value: &[u8]) {
-        let start = self.buf.len();
+        let start = self.buf.len() as u32;
         self.buf.extend_from_slice(value);
-        self.spans.push((name, start, self.buf.len()));
+        self.spans[self.len] = (name, start, self.buf.len() as u32);
+        self.len += 1;
     }
 
     fn put_uuid(&mut self, name: &'static str, id: &Uuid) {
@@ -90,12 +93,25 @@ impl ValueBuf {
 
 /// Encodes an envelope as a binary-mode record: value = payload bytes, attributes in `ce_` headers.
 pub fn encode_record(env: &Envelope) -> Record {
-    let mut vb =
-        ValueBuf { buf: bytes::BytesMut::with_capacity(192 + env.source.len() + env.event_type.len()), spans: Vec::with_capacity(12) };
+    let mut vb = ValueBuf {
+        buf: bytes::BytesMut::with_capacity(
+            2 * 36
+                + time::MAX_LEN
+                + env.source.len()
+                + env.event_type.len()
+                + env.content_type.len()
+                + env.partition_key.as_ref().map_or(0, String::len)
+                + 16,
+        ),
+        spans: [("", 0, 0); 13],
+        len: 0,
+    };
     vb.put_uuid(h::ID, &env.envelope_id);
     vb.put(h::SOURCE, env.source.as_bytes());
     vb.put(h::TYPE, env.event_type.as_bytes());
-    vb.put(h::TIME, env.timestamp.to_rfc3339_opts(SecondsFormat::AutoSi, true).as_bytes());
+    let mut tbuf = [0u8; time::MAX_LEN];
+    let tlen = time::format(&env.timestamp, &mut tbuf);
+    vb.put(h::TIME, &tbuf[..tlen]);
     vb.put(h::CONTENT_TYPE, env.content_type.as_bytes());
     vb.put_uuid(h::CORRELATION_ID, &env.correlation_id);
     if let Some(c) = &env.causation_id {
@@ -120,12 +136,13 @@ pub fn encode_record(env: &Envelope) -> Record {
         vb.put(h::TAGS, &serde_json::to_vec(&env.metadata.tags).unwrap_or_default());
     }
     let all = vb.buf.freeze();
+    let spans = &vb.spans[..vb.len];
     // The key shares the buffer with the `ce_partitionkey` header value.
-    let key = vb.spans.iter().find(|(n, _, _)| *n == h::PARTITION_KEY).map(|(_, s, e)| all.slice(*s..*e));
-    let mut hs = Headers::with_capacity(1 + vb.spans.len() + env.metadata.headers.len());
+    let key = spans.iter().find(|(n, _, _)| *n == h::PARTITION_KEY).map(|(_, s, e)| all.slice(*s as usize..*e as usize));
+    let mut hs = Headers::with_capacity(1 + spans.len() + env.metadata.headers.len());
     hs.push_static(h::SPECVERSION, Bytes::from_static(b"1.0"));
-    for (name, start, end) in vb.spans {
-        hs.push_static(name, all.slice(start..end));
+    for (name, start, end) in spans {
+        hs.push_static(name, all.slice(*start as usize..*end as usize));
     }
     for (k, v) in &env.metadata.headers {
         hs.push(k.clone(), Bytes::copy_from_slice(v.as_bytes()));
@@ -157,6 +174,9 @@ fn parse_uuid(name: &str, v: &[u8]) -> Result<Uuid> {
 }
 
 fn parse_time(name: &str, v: &str) -> Result<DateTime<Utc>> {
+    if let Some(t) = time::parse_fast(v) {
+        return Ok(t);
+    }
     DateTime::parse_from_rfc3339(v)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| Error::decode(format!("{name} is not an RFC 3339 time ({e}): {v:?}")))
@@ -166,7 +186,7 @@ fn decode_binary(rec: &Record) -> Result<Envelope> {
     let mut id = None;
     let mut source = None;
     let mut event_type = None;
-    let mut time = None;
+    let mut timestamp = None;
     let mut content_type = None;
     let mut correlation = None;
     let mut causation = None;
@@ -184,7 +204,10 @@ fn decode_binary(rec: &Record) -> Result<Envelope> {
             h::ID => id = Some(parse_uuid(name, value)?),
             h::SOURCE => source = Some(text(name, value)?),
             h::TYPE => event_type = Some(text(name, value)?),
-            h::TIME => time = Some(parse_time(name, &text(name, value)?)?),
+            h::TIME => {
+                let v = std::str::from_utf8(value).map_err(|_| Error::decode(format!("header {name} is not UTF-8")))?;
+                timestamp = Some(parse_time(name, v)?);
+            }
             h::CONTENT_TYPE => content_type = Some(text(name, value)?),
             h::CORRELATION_ID => correlation = Some(parse_uuid(name, value)?),
             h::CAUSATION_ID => causation = Some(parse_uuid(name, value)?),
@@ -210,7 +233,7 @@ fn decode_binary(rec: &Record) -> Result<Envelope> {
         envelope_id: id,
         event_type,
         source: source.unwrap_or_default(),
-        timestamp: time.unwrap_or_else(Utc::now),
+        timestamp: timestamp.unwrap_or_else(Utc::now),
         correlation_id: correlation.unwrap_or(id),
         causation_id: causation,
         partition_key,
@@ -320,6 +343,8 @@ fn decode_plain(rec: &Record, topic: &str) -> Result<Envelope> {
     }
     Ok(env)
 }
+
+mod time;
 
 #[cfg(test)]
 mod tests;
