@@ -53,7 +53,7 @@ pub use idempotency::{ClaimOutcome, IdempotencyStore};
 pub use lifecycle::{LifecycleState, ManagedHandler};
 pub use provider::{EventBusProvider, DEFAULT_BUS_URL};
 pub use publisher::{EventPublisher, EventPublisherExt, PublishOptions, PublisherMetrics};
-pub use record::{Headers, Record};
+pub use record::{well_known_header, Headers, Record};
 pub use registry::HandlerRegistry;
 pub use schema::{CompatibilityMode, CompatibilityReport, PayloadValidator, SchemaInfo, SchemaRegistry, SchemaType, VersionSpec};
 pub use secret::Secret;

@@ -35,7 +35,7 @@ impl Headers {
     /// Appends a header read from the wire: a well-known name (the CloudEvents headers of
     /// [`crate::envelope::ce_headers::RESERVED`]) is stored without allocating.
     pub fn push_name(&mut self, name: &str, value: impl Into<Bytes>) {
-        let name = match well_known(name) {
+        let name = match well_known_header(name.as_bytes()) {
             Some(k) => Cow::Borrowed(k),
             None => Cow::Owned(name.to_string()),
         };
@@ -84,25 +84,26 @@ impl Headers {
     }
 }
 
-/// The constant for a CloudEvents header name; a `match` on strings compiles to a length
-/// switch and one comparison, which matters: every header of every consumed record comes here.
-fn well_known(name: &str) -> Option<&'static str> {
+/// The constant for a CloudEvents header name; a `match` on bytes compiles to a length
+/// switch and one comparison, which matters: every header of every consumed record comes here,
+/// and a name that matches needs no UTF-8 check and no allocation.
+pub fn well_known_header(name: &[u8]) -> Option<&'static str> {
     use crate::envelope::ce_headers as h;
     Some(match name {
-        h::SPECVERSION => h::SPECVERSION,
-        h::ID => h::ID,
-        h::SOURCE => h::SOURCE,
-        h::TYPE => h::TYPE,
-        h::TIME => h::TIME,
-        h::CONTENT_TYPE => h::CONTENT_TYPE,
-        h::CORRELATION_ID => h::CORRELATION_ID,
-        h::CAUSATION_ID => h::CAUSATION_ID,
-        h::PARTITION_KEY => h::PARTITION_KEY,
-        h::DATASCHEMA => h::DATASCHEMA,
-        h::TRACEPARENT => h::TRACEPARENT,
-        h::TRACESTATE => h::TRACESTATE,
-        h::RETRY_COUNT => h::RETRY_COUNT,
-        h::TAGS => h::TAGS,
+        b"ce_specversion" => h::SPECVERSION,
+        b"ce_id" => h::ID,
+        b"ce_source" => h::SOURCE,
+        b"ce_type" => h::TYPE,
+        b"ce_time" => h::TIME,
+        b"content-type" => h::CONTENT_TYPE,
+        b"ce_correlationid" => h::CORRELATION_ID,
+        b"ce_causationid" => h::CAUSATION_ID,
+        b"ce_partitionkey" => h::PARTITION_KEY,
+        b"ce_dataschema" => h::DATASCHEMA,
+        b"traceparent" => h::TRACEPARENT,
+        b"tracestate" => h::TRACESTATE,
+        b"ce_retrycount" => h::RETRY_COUNT,
+        b"ce_tags" => h::TAGS,
         _ => return None,
     })
 }
@@ -138,10 +139,10 @@ mod tests {
     #[test]
     fn every_reserved_name_is_interned_and_others_are_not() {
         for name in crate::envelope::ce_headers::RESERVED {
-            assert_eq!(well_known(name), Some(name));
+            assert_eq!(well_known_header(name.as_bytes()), Some(name));
         }
-        assert_eq!(well_known("ce_idx"), None);
-        assert_eq!(well_known("x-user"), None);
+        assert_eq!(well_known_header(b"ce_idx"), None);
+        assert_eq!(well_known_header(b"x-user"), None);
         let mut h = Headers::new();
         h.push_name("ce_id", Bytes::from_static(b"1"));
         h.push_name("x-user", Bytes::from_static(b"2"));

@@ -61,14 +61,23 @@ pub(crate) fn decode_headers(blob: &Bytes) -> Result<Headers> {
             return Err(damaged("name past the end"));
         }
         let (name, rest) = buf.split_at(n);
-        let name = std::str::from_utf8(name).map_err(|_| damaged("name is not UTF-8"))?;
+        // CloudEvents names (most of them) are matched as bytes: no UTF-8 check, no copy.
+        let known = onex_core::well_known_header(name);
+        let name = match known {
+            Some(k) => k,
+            None => std::str::from_utf8(name).map_err(|_| damaged("name is not UTF-8"))?,
+        };
         buf = rest;
         let n = get_varint(&mut buf).ok_or_else(|| damaged("no value length"))? as usize;
         if n > buf.len() {
             return Err(damaged("value past the end"));
         }
         let start = blob.len() - buf.len();
-        headers.push_name(name, blob.slice(start..start + n));
+        let value = blob.slice(start..start + n);
+        match known {
+            Some(k) => headers.push_static(k, value),
+            None => headers.push(name, value),
+        }
         buf = &buf[n..];
     }
     if !buf.is_empty() {

@@ -315,9 +315,43 @@ impl Writer {
     }
 }
 
+/// Longest wait for publishers expected to join a transaction.
+const LINGER: Duration = Duration::from_micros(300);
+/// A lull this long ends the wait early: whoever was coming has come.
+const LINGER_GAP: Duration = Duration::from_micros(60);
+
+/// Group commit that converges: publishers that each await their publish come back a few
+/// microseconds after the previous commit answered them. Waiting (at most [`LINGER`], and
+/// only while they keep arriving) until as many publishes are queued as the previous
+/// transaction had puts them in one transaction instead of splitting them between two.
+/// A lone publisher never waits (it expects one); a pipelining one, whose next publishes
+/// wait for this very commit, costs at most one [`LINGER_GAP`].
+fn linger(rx: &mpsc::Receiver<Command>, batch: &mut Vec<Command>, expected: usize) {
+    let mut produces = batch.iter().filter(|c| matches!(c, Command::Produce(_))).count();
+    if produces == 0 || produces >= expected {
+        return;
+    }
+    let deadline = Instant::now() + LINGER;
+    while produces < expected && batch.len() < MAX_COMMANDS_PER_BATCH {
+        let left = deadline.saturating_duration_since(Instant::now()).min(LINGER_GAP);
+        if left.is_zero() {
+            return;
+        }
+        match rx.recv_timeout(left) {
+            Ok(c) => {
+                produces += usize::from(matches!(c, Command::Produce(_)));
+                batch.push(c);
+            }
+            Err(_) => return,
+        }
+    }
+}
+
 fn run(mut st: WriterState, rx: mpsc::Receiver<Command>) {
     let interval = st.config.retention_interval;
     let mut next_retention = Instant::now() + interval;
+    // Publishes in the previous transaction: their callers are likely to publish again.
+    let mut expected = 0;
     loop {
         let wait = next_retention.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
         let first = match rx.recv_timeout(wait) {
@@ -338,6 +372,8 @@ fn run(mut st: WriterState, rx: mpsc::Receiver<Command>) {
                 Err(_) => break,
             }
         }
+        linger(&rx, &mut batch, expected);
+        expected = batch.iter().filter(|c| matches!(c, Command::Produce(_))).count();
         let mut produce = Vec::new();
         let mut shutdown = false;
         for cmd in batch {
