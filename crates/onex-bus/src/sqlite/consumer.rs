@@ -30,6 +30,11 @@ const RELEASE_ATTEMPTS: u32 = 10;
 pub(crate) struct SqliteConsumer {
     shared: Arc<Shared>,
     reader: Arc<Mutex<Connection>>,
+    /// A second connection that reads half of the partitions in parallel while this member
+    /// has a backlog (opened on the first full read; `None` until then or if it failed).
+    second_reader: Option<Arc<Mutex<Connection>>>,
+    /// The last read returned as many records as asked: more are waiting.
+    backlog: bool,
     key: Arc<MemberKey>,
     topic: Arc<str>,
     partition_ids: Arc<Vec<i64>>,
@@ -91,6 +96,8 @@ impl SqliteConsumer {
         Ok(SqliteConsumer {
             shared,
             reader: Arc::new(Mutex::new(reader)),
+            second_reader: None,
+            backlog: false,
             key,
             topic: Arc::from(topic),
             partition_ids: Arc::new(partition_ids),
@@ -136,15 +143,29 @@ impl SqliteConsumer {
     }
 
     /// Reads up to `max` records of owned partitions and the group generation, in one read
-    /// transaction on the reader connection.
+    /// transaction on the reader connection. With a backlog on two or more partitions, a
+    /// second connection reads half of them at the same time: reading, not handling, is
+    /// what limits a consumer catching up, and WAL readers do not block each other.
     async fn read(&mut self, max: usize) -> Result<(Option<i64>, Vec<ConsumedRecord>)> {
         let mut parts: Vec<(u32, i64, u64)> = self.positions.iter().map(|(p, pos)| (*p, self.partition_ids[*p as usize], *pos)).collect();
         if !parts.is_empty() {
             self.cursor = (self.cursor + 1) % parts.len();
             parts.rotate_left(self.cursor);
         }
+        let second = match (self.backlog && parts.len() >= 2 && max >= 2, &self.second_reader) {
+            (false, _) => None,
+            (true, Some(r)) => Some(r.clone()),
+            (true, None) => self.open_second_reader().await,
+        };
+        let (split_parts, first_max) = match second {
+            Some(_) => {
+                let rest = parts.split_off(parts.len() / 2);
+                (rest, max / 2)
+            }
+            None => (Vec::new(), max),
+        };
         let (reader, key, topic, quiet) = (self.reader.clone(), self.key.clone(), self.topic.clone(), self.quiet_version);
-        let (version, read) = tokio::task::spawn_blocking(move || {
+        let first = tokio::task::spawn_blocking(move || {
             let mut conn = reader.lock();
             let version: i64 = conn
                 .prepare_cached("PRAGMA data_version")
@@ -155,15 +176,32 @@ impl SqliteConsumer {
             }
             let tx = Transaction::new(&mut conn, TransactionBehavior::Deferred).sql("starting a read")?;
             let generation = group::generation(&tx, &key)?;
-            let records = read_partitions(&tx, &topic, &parts, max)?;
+            let records = read_partitions(&tx, &topic, &parts, first_max)?;
             tx.finish().sql("ending a read")?;
             Ok((version, Some((generation, records))))
-        })
-        .await
-        .map_err(|e| Error::unavailable(format!("sqlite read task failed: {e}")))??;
-        let Some((generation, records)) = read else {
+        });
+        let topic = self.topic.clone();
+        let other = second.map(|conn| {
+            tokio::task::spawn_blocking(move || {
+                let mut conn = conn.lock();
+                let tx = Transaction::new(&mut conn, TransactionBehavior::Deferred).sql("starting a read")?;
+                let records = read_partitions(&tx, &topic, &split_parts, max - first_max)?;
+                tx.finish().sql("ending a read")?;
+                Ok::<_, Error>(records)
+            })
+        });
+        let failed = |e: tokio::task::JoinError| Error::unavailable(format!("sqlite read task failed: {e}"));
+        let (version, read) = first.await.map_err(failed)??;
+        let more = match other {
+            Some(h) => h.await.map_err(failed)??,
+            None => Vec::new(),
+        };
+        let Some((generation, mut records)) = read else {
+            self.backlog = false;
             return Ok((self.generation_seen, Vec::new()));
         };
+        self.backlog = records.len() >= first_max || (!more.is_empty() && more.len() >= max - first_max);
+        records.extend(more);
         self.quiet_version = (records.is_empty() && generation == self.generation_seen).then_some(version);
         // Records are in offset order per partition: the last one of each moves its position.
         for r in records.iter().rev() {
@@ -172,6 +210,23 @@ impl SqliteConsumer {
             }
         }
         Ok((generation, records))
+    }
+
+    async fn open_second_reader(&mut self) -> Option<Arc<Mutex<Connection>>> {
+        let path = self.shared.path.clone();
+        match tokio::task::spawn_blocking(move || super::schema::open_reader(&path)).await {
+            Ok(Ok(conn)) => {
+                let conn = Arc::new(Mutex::new(conn));
+                self.second_reader = Some(conn.clone());
+                Some(conn)
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e.report(), "a second reader connection could not be opened; reading with one");
+                self.backlog = false;
+                None
+            }
+            Err(_) => None,
+        }
     }
 }
 
