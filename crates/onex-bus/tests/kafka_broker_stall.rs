@@ -1,6 +1,6 @@
 //! The broker stops answering (SIGSTOP for 10 s, then SIGCONT) while a publisher runs:
 //! publishes wait and succeed, or fail with clear errors, each within its timeout, and no
-//! acknowledged event is lost. Runs against a tansu the test starts itself on another port,
+//! acknowledged event is lost; through a `BusPublisher`, the breaker opens and closes again. Runs against a tansu the test starts itself on another port,
 //! so parallel tests keep their broker.
 #![cfg(feature = "kafka")]
 
@@ -15,10 +15,12 @@ use std::time::{Duration, Instant};
 
 use kafka_support::FAST_GROUPS;
 use onex_bus::kafka::KafkaTransport;
+use onex_bus::publisher::BusPublisher;
 use onex_bus::testing::{unique_topic, Collector};
 use onex_bus::transport::Transport;
 use onex_bus::TransportBus;
-use onex_core::{Envelope, ErrorKind, EventBus, SubscriptionOptions, TopicSpec};
+use onex_core::resilience::{BreakerConfig, BreakerState, RetryPolicy};
+use onex_core::{Envelope, ErrorKind, EventBus, EventPublisher, SubscriptionOptions, TopicSpec};
 use parking_lot::Mutex;
 
 fn tansu_binary() -> Option<PathBuf> {
@@ -206,4 +208,109 @@ async fn freeze_scenario(message_timeout: Duration, port: u16) -> Option<usize> 
         read.len()
     );
     Some(failed)
+}
+
+/// Through a [`BusPublisher`]: the frozen broker's timeouts open its breaker, publishes then
+/// fail fast with `CircuitOpen`, and after the broker resumes a probe closes it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn frozen_broker_opens_the_publisher_breaker_and_a_probe_closes_it() {
+    const MESSAGE_TIMEOUT: Duration = Duration::from_secs(2);
+    let Some(broker) = Broker::start(19096) else { return };
+    let url = format!("kafka://127.0.0.1:{}?{FAST_GROUPS}&message.timeout.ms={}", broker.port, MESSAGE_TIMEOUT.as_millis());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let transport = loop {
+        match KafkaTransport::from_url_str(&url).await {
+            Ok(t) => break t,
+            Err(e) => assert!(Instant::now() < deadline, "own tansu on port {} did not come up: {e}", broker.port),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let topic = unique_topic("kafka-breaker");
+    transport.admin().create_topic(TopicSpec::new(&topic, 2)).await.unwrap();
+    let bus: Arc<dyn EventBus> = Arc::new(TransportBus::new(transport.clone()));
+    let breaker = BreakerConfig { failure_threshold: 3, reset_timeout: Duration::from_secs(1), half_open_probes: 1, ..Default::default() };
+    let publisher = Arc::new(
+        BusPublisher::builder(bus.clone())
+            .retry(RetryPolicy { max_retries: 0, ..Default::default() })
+            .breaker(breaker)
+            .breaker_name("stall-test")
+            .build()
+            .unwrap(),
+    );
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let states = Arc::new(Mutex::new(Vec::<(Instant, BreakerState)>::new()));
+    let errors = Arc::new(Mutex::new(Vec::<(ErrorKind, Duration)>::new()));
+    let monitor = {
+        let (publisher, stop, states) = (publisher.clone(), stop.clone(), states.clone());
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                states.lock().push((Instant::now(), publisher.breaker().state()));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let publishers: Vec<_> = (0..4u64)
+        .map(|w| {
+            let (publisher, topic, stop, errors) = (publisher.clone(), topic.clone(), stop.clone(), errors.clone());
+            tokio::spawn(async move {
+                let mut seq = w;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let env = Envelope::new("stall.tick.v1", &seq).unwrap().with_partition_key(format!("k{}", seq % 8));
+                    let started = Instant::now();
+                    if let Err(e) = publisher.publish_envelope(&env, Some(&topic)).await {
+                        errors.lock().push((e.kind(), started.elapsed()));
+                    }
+                    seq += 4;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let frozen_at = Instant::now();
+    broker.signal("-STOP");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    broker.signal("-CONT");
+    let resumed_at = Instant::now();
+    // Reset timeout, one probe, and librdkafka reconnecting: well inside this.
+    let deadline = resumed_at + Duration::from_secs(30);
+    while publisher.breaker().state() != BreakerState::Closed || Instant::now() < resumed_at + Duration::from_secs(3) {
+        assert!(Instant::now() < deadline, "the breaker did not close after the broker resumed: {:?}", publisher.breaker().state());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for p in publishers {
+        p.await.unwrap();
+    }
+    monitor.await.unwrap();
+
+    let states = std::mem::take(&mut *states.lock());
+    let opened = states.iter().find(|(t, s)| *s == BreakerState::Open && *t > frozen_at).map(|(t, _)| *t);
+    let opened = opened.expect("the breaker opened while the broker was frozen");
+    assert!(opened < resumed_at, "it opened during the freeze, not after");
+    let closed_at = states.iter().find(|(t, s)| *s == BreakerState::Closed && *t > resumed_at).map(|(t, _)| *t).expect("closed again");
+    assert_eq!(states.last().map(|(_, s)| *s), Some(BreakerState::Closed), "and stays closed while the broker answers");
+    let errors = std::mem::take(&mut *errors.lock());
+    let fast: Vec<&(ErrorKind, Duration)> = errors.iter().filter(|(k, _)| *k == ErrorKind::CircuitOpen).collect();
+    assert!(!fast.is_empty(), "publishes while open fail with CircuitOpen: {errors:?}");
+    assert!(fast.iter().all(|(_, took)| *took < Duration::from_millis(500)), "CircuitOpen fails fast: {fast:?}");
+    assert!(
+        errors
+            .iter()
+            .all(|(k, _)| matches!(k, ErrorKind::CircuitOpen | ErrorKind::Timeout | ErrorKind::Connection | ErrorKind::Unavailable)),
+        "only clear errors: {errors:?}"
+    );
+    let metrics = publisher.metrics();
+    assert!(metrics.events_published > 0);
+    eprintln!(
+        "breaker test: opened {:?} into the freeze, closed {:?} after the broker resumed; {} publishes failed fast, {} failed, {} published",
+        opened - frozen_at,
+        closed_at - resumed_at,
+        fast.len(),
+        errors.len(),
+        metrics.events_published
+    );
 }
