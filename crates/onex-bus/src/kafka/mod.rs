@@ -277,8 +277,14 @@ impl Transport for KafkaTransport {
     }
 
     async fn produce(&self, topic: &str, records: Vec<ProduceRecord>) -> Result<Vec<Receipt>> {
-        onex_core::validate_topic(topic)?;
-        let partitions = self.admin.partition_count(topic).await?;
+        // A cached partition count means the name was checked when it was first seen.
+        let partitions = match self.admin.cached_partition_count(topic) {
+            Some(n) => n,
+            None => {
+                onex_core::validate_topic(topic)?;
+                self.admin.partition_count(topic).await?
+            }
+        };
         self.check_sizes(topic, &records, partitions)?;
         let brokers = &self.config.brokers;
         let what = || format!("publishing to {topic:?}");
