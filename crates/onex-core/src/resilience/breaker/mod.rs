@@ -82,7 +82,7 @@ impl CircuitBreaker {
         if !self.shared.config.enabled {
             return Ok(BreakerPermit { shared: None, ticket: Ticket { generation: 0, probe: false } });
         }
-        let (became_half_open, admission) = self.shared.machine.lock().admit(Instant::now());
+        let (became_half_open, admission) = self.shared.machine.lock().admit(Instant::now);
         if became_half_open {
             tracing::info!(target_name = %self.shared.target, "circuit breaker half-open: letting probes through");
         }
@@ -159,7 +159,7 @@ impl BreakerPermit {
 
     fn finish(mut self, counted_failure: bool) {
         let Some(shared) = self.shared.take() else { return };
-        let transition = shared.machine.lock().record(self.ticket, counted_failure, Instant::now());
+        let transition = shared.machine.lock().record(self.ticket, counted_failure, Instant::now);
         match transition {
             Transition::Opened => {
                 tracing::warn!(target_name = %shared.target, reset_after_ms = shared.config.reset_timeout.as_millis() as u64, "circuit breaker opened")

@@ -109,14 +109,15 @@ impl Machine {
     }
 
     /// Returns whether the breaker just became half-open, and the admission.
-    pub(super) fn admit(&mut self, now: Instant) -> (bool, Admission) {
-        let became_half_open = self.refresh(now);
+    /// `clock` is read only while the breaker is open: the common case needs no time.
+    pub(super) fn admit(&mut self, clock: impl Fn() -> Instant) -> (bool, Admission) {
+        let became_half_open = matches!(self.phase, Phase::Open { .. }) && self.refresh(clock());
         let generation = self.generation;
         let admission = match &mut self.phase {
             Phase::Closed => Admission::Admitted(Ticket { generation, probe: false }),
             Phase::Open { until } => {
                 self.rejected += 1;
-                Admission::Rejected { remaining: until.saturating_duration_since(now) }
+                Admission::Rejected { remaining: until.saturating_duration_since(clock()) }
             }
             Phase::HalfOpen { in_flight, succeeded } => {
                 if *in_flight + *succeeded < self.config.half_open_probes {
@@ -133,20 +134,22 @@ impl Machine {
 
     /// Records the outcome of an admitted call: `counted_failure` is true only for errors
     /// that trip the breaker; anything else is a success (the target answered).
-    pub(super) fn record(&mut self, ticket: Ticket, counted_failure: bool, now: Instant) -> Transition {
+    /// `clock` is read only when time matters: a failure, or the failure-rate window.
+    pub(super) fn record(&mut self, ticket: Ticket, counted_failure: bool, clock: impl Fn() -> Instant) -> Transition {
         if ticket.generation != self.generation {
             return Transition::None;
         }
         match &mut self.phase {
             Phase::Closed => {
                 if let Some(w) = self.window.as_mut() {
-                    w.record(counted_failure, now);
+                    w.record(counted_failure, clock());
                 }
                 if !counted_failure {
                     self.consecutive_failures = 0;
                     return Transition::None;
                 }
                 self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+                let now = clock();
                 if self.consecutive_failures >= self.config.failure_threshold || self.rate_tripped(now) {
                     self.open(now);
                     return Transition::Opened;
@@ -157,7 +160,7 @@ impl Machine {
                 *in_flight = in_flight.saturating_sub(1);
                 if counted_failure {
                     self.consecutive_failures = self.consecutive_failures.saturating_add(1);
-                    self.open(now);
+                    self.open(clock());
                     return Transition::Opened;
                 }
                 *succeeded += 1;
