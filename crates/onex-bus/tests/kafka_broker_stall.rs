@@ -68,6 +68,29 @@ impl Broker {
         Some(Broker { child, port })
     }
 
+    /// A transport on this broker with `message.timeout.ms` = `message_timeout`, once it answers.
+    async fn connect(&self, message_timeout: Duration) -> Arc<KafkaTransport> {
+        let url = format!("kafka://127.0.0.1:{}?{FAST_GROUPS}&message.timeout.ms={}", self.port, message_timeout.as_millis());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match KafkaTransport::from_url_str(&url).await {
+                Ok(t) => return t,
+                Err(e) => assert!(Instant::now() < deadline, "own tansu on port {} did not come up: {e}", self.port),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// After `warm_up`, stops the broker for `frozen`, resumes it; returns when it froze and resumed.
+    async fn freeze(&self, warm_up: Duration, frozen: Duration) -> (Instant, Instant) {
+        tokio::time::sleep(warm_up).await;
+        let frozen_at = Instant::now();
+        self.signal("-STOP");
+        tokio::time::sleep(frozen).await;
+        self.signal("-CONT");
+        (frozen_at, Instant::now())
+    }
+
     fn signal(&self, sig: &str) {
         let ok = Command::new("kill").args([sig, &self.child.id().to_string()]).status().expect("kill(1)").success();
         assert!(ok, "kill {sig} {}", self.child.id());
@@ -111,15 +134,7 @@ async fn freeze_scenario(message_timeout: Duration, port: u16) -> Option<usize> 
     #[allow(non_snake_case)]
     let MESSAGE_TIMEOUT = message_timeout;
     let broker = Broker::start(port)?;
-    let url = format!("kafka://127.0.0.1:{}?{FAST_GROUPS}&message.timeout.ms={}", broker.port, MESSAGE_TIMEOUT.as_millis());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let transport = loop {
-        match KafkaTransport::from_url_str(&url).await {
-            Ok(t) => break t,
-            Err(e) => assert!(Instant::now() < deadline, "own tansu on port {} did not come up: {e}", broker.port),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let transport = broker.connect(MESSAGE_TIMEOUT).await;
     let topic = unique_topic("kafka-stall");
     transport.admin().create_topic(TopicSpec::new(&topic, 2)).await.unwrap();
     let bus = Arc::new(TransportBus::new(transport.clone()));
@@ -149,12 +164,7 @@ async fn freeze_scenario(message_timeout: Duration, port: u16) -> Option<usize> 
         })
         .collect();
 
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let frozen_at = Instant::now();
-    broker.signal("-STOP");
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    broker.signal("-CONT");
-    let resumed_at = Instant::now();
+    let (frozen_at, resumed_at) = broker.freeze(Duration::from_secs(2), Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for p in publishers {
@@ -216,15 +226,7 @@ async fn freeze_scenario(message_timeout: Duration, port: u16) -> Option<usize> 
 async fn frozen_broker_opens_the_publisher_breaker_and_a_probe_closes_it() {
     const MESSAGE_TIMEOUT: Duration = Duration::from_secs(2);
     let Some(broker) = Broker::start(19096) else { return };
-    let url = format!("kafka://127.0.0.1:{}?{FAST_GROUPS}&message.timeout.ms={}", broker.port, MESSAGE_TIMEOUT.as_millis());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let transport = loop {
-        match KafkaTransport::from_url_str(&url).await {
-            Ok(t) => break t,
-            Err(e) => assert!(Instant::now() < deadline, "own tansu on port {} did not come up: {e}", broker.port),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let transport = broker.connect(MESSAGE_TIMEOUT).await;
     let topic = unique_topic("kafka-breaker");
     transport.admin().create_topic(TopicSpec::new(&topic, 2)).await.unwrap();
     let bus: Arc<dyn EventBus> = Arc::new(TransportBus::new(transport.clone()));
@@ -268,12 +270,7 @@ async fn frozen_broker_opens_the_publisher_breaker_and_a_probe_closes_it() {
         })
         .collect();
 
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let frozen_at = Instant::now();
-    broker.signal("-STOP");
-    tokio::time::sleep(Duration::from_secs(8)).await;
-    broker.signal("-CONT");
-    let resumed_at = Instant::now();
+    let (frozen_at, resumed_at) = broker.freeze(Duration::from_secs(2), Duration::from_secs(8)).await;
     // Reset timeout, one probe, and librdkafka reconnecting: well inside this.
     let deadline = resumed_at + Duration::from_secs(30);
     while publisher.breaker().state() != BreakerState::Closed || Instant::now() < resumed_at + Duration::from_secs(3) {
