@@ -10,6 +10,8 @@
 //! answer "not sure"), and anything else goes to the full validator, which decides and reports
 //! every violation. A property test checks it never accepts what the full validator refuses.
 
+mod scan;
+
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -116,6 +118,9 @@ impl FastPlan {
 
     /// `true` only when `payload` is certainly valid; `false` means invalid *or* not sure.
     pub(crate) fn certainly_valid(&self, payload: &[u8]) -> bool {
+        if scan::certainly_valid(&self.root, payload) {
+            return true;
+        }
         let mut de = serde_json::Deserializer::from_slice(payload);
         NodeSeed(&self.root).deserialize(&mut de).is_ok() && de.end().is_ok()
     }
