@@ -8,7 +8,6 @@ use chrono::Utc;
 use futures::FutureExt;
 use onex_core::envelope::decode_record;
 use onex_core::{ClaimOutcome, Delivery, Error, Result};
-use uuid::Uuid;
 
 use super::dlq::{write_dlq, Failure};
 use super::SubscriptionContext;
@@ -36,8 +35,8 @@ pub(crate) async fn handle_record(ctx: &SubscriptionContext, rec: &ConsumedRecor
         }
     };
     let correlation_id = envelope.correlation_id;
-    // Formatted only when an idempotency store needs it.
-    let envelope_id = envelope.envelope_id;
+    // Formatted only when an idempotency store needs it (an empty String does not allocate).
+    let envelope_id = if ctx.sub.options.idempotent { envelope.envelope_id.to_string() } else { String::new() };
 
     if ctx.sub.options.validate_payloads {
         if let Some(validator) = &ctx.core.config.validator {
@@ -175,10 +174,8 @@ pub(crate) async fn sleep_unless_stopped(wait: Duration, stopping: &AtomicBool) 
     !stopping.load(Ordering::Relaxed)
 }
 
-async fn claim(ctx: &SubscriptionContext, id: &Uuid, stopping: &AtomicBool) -> Option<ClaimOutcome> {
+async fn claim(ctx: &SubscriptionContext, id: &str, stopping: &AtomicBool) -> Option<ClaimOutcome> {
     let store = ctx.idempotency.as_ref()?;
-    let mut buf = Uuid::encode_buffer();
-    let id = id.hyphenated().encode_lower(&mut buf);
     let mut wait = Duration::from_millis(100);
     loop {
         match store.claim(&ctx.sub.group, id, CLAIM_LEASE).await {
@@ -194,23 +191,19 @@ async fn claim(ctx: &SubscriptionContext, id: &Uuid, stopping: &AtomicBool) -> O
     }
 }
 
-async fn complete(ctx: &SubscriptionContext, id: &Uuid) {
+async fn complete(ctx: &SubscriptionContext, id: &str) {
     if let Some(store) = &ctx.idempotency {
-        let mut buf = Uuid::encode_buffer();
-        let id = id.hyphenated().encode_lower(&mut buf);
         if let Err(e) = store.complete(&ctx.sub.group, id).await {
             tracing::warn!(error = %e.report(), "idempotency complete failed; a redelivery may run the handler again");
         }
     }
 }
 
-async fn release(ctx: &SubscriptionContext, id: &Uuid) {
+async fn release(ctx: &SubscriptionContext, id: &str) {
     if !ctx.sub.options.idempotent {
         return;
     }
     if let Some(store) = &ctx.idempotency {
-        let mut buf = Uuid::encode_buffer();
-        let id = id.hyphenated().encode_lower(&mut buf);
         if let Err(e) = store.release(&ctx.sub.group, id).await {
             tracing::warn!(error = %e.report(), "idempotency release failed; the claim expires with its lease");
         }

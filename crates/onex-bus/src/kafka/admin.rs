@@ -69,11 +69,6 @@ impl KafkaAdmin {
     }
 
     /// Partition count of `topic` (cached), or `NotFound`.
-    /// The partition count when it is cached (no broker round trip).
-    pub(crate) fn cached_partition_count(&self, topic: &str) -> Option<u32> {
-        self.partition_counts.read().get(topic).copied()
-    }
-
     pub(crate) async fn partition_count(&self, topic: &str) -> Result<u32> {
         if let Some(n) = self.partition_counts.read().get(topic) {
             return Ok(*n);

@@ -277,14 +277,8 @@ impl Transport for KafkaTransport {
     }
 
     async fn produce(&self, topic: &str, records: Vec<ProduceRecord>) -> Result<Vec<Receipt>> {
-        // A cached partition count means the name was checked when it was first seen.
-        let partitions = match self.admin.cached_partition_count(topic) {
-            Some(n) => n,
-            None => {
-                onex_core::validate_topic(topic)?;
-                self.admin.partition_count(topic).await?
-            }
-        };
+        onex_core::validate_topic(topic)?;
+        let partitions = self.admin.partition_count(topic).await?;
         self.check_sizes(topic, &records, partitions)?;
         let brokers = &self.config.brokers;
         let what = || format!("publishing to {topic:?}");

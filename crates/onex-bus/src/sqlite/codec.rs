@@ -62,8 +62,7 @@ pub(crate) fn decode_headers(blob: &Bytes) -> Result<Headers> {
         }
         let (name, rest) = buf.split_at(n);
         // CloudEvents names (most of them) are matched as bytes: no UTF-8 check, no copy.
-        let known = onex_core::well_known_header(name);
-        let name = match known {
+        let name = match onex_core::well_known_header(name) {
             Some(k) => k,
             None => std::str::from_utf8(name).map_err(|_| damaged("name is not UTF-8"))?,
         };
@@ -73,11 +72,7 @@ pub(crate) fn decode_headers(blob: &Bytes) -> Result<Headers> {
             return Err(damaged("value past the end"));
         }
         let start = blob.len() - buf.len();
-        let value = blob.slice(start..start + n);
-        match known {
-            Some(k) => headers.push_static(k, value),
-            None => headers.push(name, value),
-        }
+        headers.push_name(name, blob.slice(start..start + n));
         buf = &buf[n..];
     }
     if !buf.is_empty() {

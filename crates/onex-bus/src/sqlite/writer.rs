@@ -325,26 +325,27 @@ const LINGER_GAP: Duration = Duration::from_micros(60);
 /// only while they keep arriving) until as many publishes are queued as the previous
 /// transaction had puts them in one transaction instead of splitting them between two.
 /// A lone publisher never waits (it expects one); a pipelining one, whose next publishes
-/// wait for this very commit, costs at most one [`LINGER_GAP`].
-fn linger(rx: &mpsc::Receiver<Command>, batch: &mut Vec<Command>, expected: usize) {
+/// wait for this very commit, costs at most one [`LINGER_GAP`]. Returns the publishes in `batch`.
+fn linger(rx: &mpsc::Receiver<Command>, batch: &mut Vec<Command>, expected: usize) -> usize {
     let mut produces = batch.iter().filter(|c| matches!(c, Command::Produce(_))).count();
     if produces == 0 || produces >= expected {
-        return;
+        return produces;
     }
     let deadline = Instant::now() + LINGER;
     while produces < expected && batch.len() < MAX_COMMANDS_PER_BATCH {
         let left = deadline.saturating_duration_since(Instant::now()).min(LINGER_GAP);
         if left.is_zero() {
-            return;
+            break;
         }
         match rx.recv_timeout(left) {
             Ok(c) => {
                 produces += usize::from(matches!(c, Command::Produce(_)));
                 batch.push(c);
             }
-            Err(_) => return,
+            Err(_) => break,
         }
     }
+    produces
 }
 
 fn run(mut st: WriterState, rx: mpsc::Receiver<Command>) {
@@ -372,8 +373,7 @@ fn run(mut st: WriterState, rx: mpsc::Receiver<Command>) {
                 Err(_) => break,
             }
         }
-        linger(&rx, &mut batch, expected);
-        expected = batch.iter().filter(|c| matches!(c, Command::Produce(_))).count();
+        expected = linger(&rx, &mut batch, expected);
         let mut produce = Vec::new();
         let mut shutdown = false;
         for cmd in batch {

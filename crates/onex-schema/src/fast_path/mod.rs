@@ -29,7 +29,10 @@ const ANY_TYPE: u8 = 0x7f;
 /// Largest integer every f64 comparison is exact for.
 const EXACT_F64: f64 = 9_007_199_254_740_992.0;
 
-/// Keywords a plan understands (annotations and definition containers included).
+/// Keywords a plan understands (annotations and definition containers included). Not the
+/// compatibility checker's list of non-assertions: that one also holds `contentEncoding`,
+/// `contentMediaType` (draft-07 validators may check them) and `$vocabulary` (which can switch
+/// vocabularies off), all of which a plan leaves to the full validator.
 const SUPPORTED: [&str; 28] = [
     "$schema",
     "$id",

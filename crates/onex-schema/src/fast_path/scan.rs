@@ -227,15 +227,21 @@ impl<'a> Scan<'a> {
             };
             self.value(node, depth + 1)?;
             count += 1;
-            self.ws();
-            match self.b.get(self.i)? {
-                b',' => self.i += 1,
-                b'}' => {
-                    self.i += 1;
-                    return Some((seen, count));
-                }
-                _ => return None,
+            if self.closed(b'}')? {
+                return Some((seen, count));
             }
+        }
+    }
+
+    /// After a member: `,` (more follow, `false`) or `close` (`true`); anything else is `None`.
+    fn closed(&mut self, close: u8) -> Option<bool> {
+        self.ws();
+        let c = *self.b.get(self.i)?;
+        self.i += 1;
+        match c {
+            b',' => Some(false),
+            c if c == close => Some(true),
+            _ => None,
         }
     }
 
@@ -251,14 +257,8 @@ impl<'a> Scan<'a> {
         loop {
             self.value(items, depth + 1)?;
             count += 1;
-            self.ws();
-            match self.b.get(self.i)? {
-                b',' => self.i += 1,
-                b']' => {
-                    self.i += 1;
-                    return Some(count);
-                }
-                _ => return None,
+            if self.closed(b']')? {
+                return Some(count);
             }
         }
     }
