@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use onex_core::envelope::encode_record;
+use onex_core::envelope::{encode_record, encodes_losslessly};
 use onex_core::{
     validate_topic, Envelope, Error, EventBus, EventMessage, HealthStatus, IdempotencyStore, PayloadValidator, Receipt, Result,
     Subscription, SubscriptionId, TopicAdmin, TopicSpec,
@@ -52,7 +52,8 @@ impl Default for BusConfig {
 pub(crate) struct BusCore {
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) config: BusConfig,
-    known_topics: RwLock<HashSet<String>>,
+    /// Looked up on every publish: a fast hash (topic names are not attacker-chosen keys here).
+    known_topics: RwLock<HashSet<String, foldhash::fast::RandomState>>,
 }
 
 impl std::fmt::Debug for dyn Transport {
@@ -150,7 +151,7 @@ impl TransportBus {
     /// A bus over `transport` with `config`.
     pub fn with_config(transport: Arc<dyn Transport>, config: BusConfig) -> Self {
         TransportBus {
-            core: Arc::new(BusCore { transport, config, known_topics: RwLock::new(HashSet::new()) }),
+            core: Arc::new(BusCore { transport, config, known_topics: RwLock::new(HashSet::default()) }),
             subs: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
             consuming: AtomicBool::new(false),
@@ -203,7 +204,7 @@ impl EventBus for TransportBus {
     async fn publish(&self, msg: EventMessage) -> Result<Receipt> {
         let rec = ProduceRecord {
             key: msg.key.clone(),
-            record: onex_core::Record { key: msg.key, value: msg.value, headers: msg.headers },
+            record: onex_core::Record { key: msg.key, value: msg.value, headers: msg.headers }.into(),
             partition: msg.partition,
         };
         let result = self.core.produce_one(&msg.topic, rec).await;
@@ -216,8 +217,14 @@ impl EventBus for TransportBus {
     }
 
     async fn publish_envelope(&self, env: &Envelope, topic: &str) -> Result<Receipt> {
-        let record = encode_record(env);
-        self.core.produce_one(topic, ProduceRecord::new(record)).await
+        // In-process records skip the encode/decode trip (encoded later only if someone
+        // reads the bytes: a DLQ write, `onex consume`).
+        let rec = if self.core.transport.features().in_process && encodes_losslessly(env) {
+            ProduceRecord::from_envelope(env.clone())
+        } else {
+            ProduceRecord::new(encode_record(env))
+        };
+        self.core.produce_one(topic, rec).await
     }
 
     async fn subscribe(&self, sub: Subscription) -> Result<SubscriptionId> {

@@ -5,13 +5,76 @@
 //! A new backend is a [`Transport`] + [`TransportConsumer`] and a line in the conformance
 //! suite.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use onex_core::{HealthStatus, Receipt, Record, Result, StartFrom, TopicAdmin};
+use onex_core::envelope::{encode_record, encoded_len};
+use onex_core::{Envelope, HealthStatus, Receipt, Record, Result, StartFrom, TopicAdmin};
+
+/// A record's key, value and headers — or, on a transport whose records never leave the
+/// process, the envelope they encode to. It dereferences to the [`Record`]; an envelope is
+/// encoded on first access (once, to exactly the bytes `encode_record` gives), so a consumer
+/// in the same process that only needs the envelope never pays for encoding and decoding.
+#[derive(Clone, Default)]
+pub struct RecordBody {
+    // Boxed: a body is moved several times on the way to the log; keep it small.
+    envelope: Option<Box<Envelope>>,
+    encoded: OnceLock<Record>,
+}
+
+impl RecordBody {
+    /// A body holding `env` unencoded. Only for envelopes that
+    /// [`onex_core::envelope::encodes_losslessly`]: a consumer gets `env` itself, so it must
+    /// be what decoding its bytes would give.
+    pub fn from_envelope(env: Envelope) -> Self {
+        RecordBody { envelope: Some(Box::new(env)), encoded: OnceLock::new() }
+    }
+
+    /// The envelope this body was built from, if it was.
+    pub fn envelope(&self) -> Option<&Envelope> {
+        self.envelope.as_deref()
+    }
+
+    /// Key + value + headers bytes, without encoding an envelope to count them.
+    pub fn byte_len(&self) -> usize {
+        match (self.encoded.get(), &self.envelope) {
+            (Some(r), _) => r.byte_len(),
+            (None, Some(env)) => encoded_len(env),
+            (None, None) => 0,
+        }
+    }
+}
+
+impl std::ops::Deref for RecordBody {
+    type Target = Record;
+
+    fn deref(&self) -> &Record {
+        self.encoded.get_or_init(|| self.envelope.as_deref().map(encode_record).unwrap_or_default())
+    }
+}
+
+impl From<Record> for RecordBody {
+    fn from(record: Record) -> Self {
+        RecordBody { envelope: None, encoded: OnceLock::from(record) }
+    }
+}
+
+impl std::fmt::Debug for RecordBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Record::fmt(self, f)
+    }
+}
+
+impl PartialEq for RecordBody {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for RecordBody {}
 
 /// A record to append.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,7 +82,7 @@ pub struct ProduceRecord {
     /// Key; with no explicit partition, murmur2(key) picks the partition.
     pub key: Option<Bytes>,
     /// Value and headers.
-    pub record: Record,
+    pub record: RecordBody,
     /// Explicit partition.
     pub partition: Option<u32>,
 }
@@ -27,7 +90,14 @@ pub struct ProduceRecord {
 impl ProduceRecord {
     /// A record routed by its key.
     pub fn new(record: Record) -> Self {
-        ProduceRecord { key: record.key.clone(), record, partition: None }
+        ProduceRecord { key: record.key.clone(), record: record.into(), partition: None }
+    }
+
+    /// An envelope kept unencoded until its bytes are needed, routed by its partition key
+    /// (see [`RecordBody::from_envelope`] for when this is allowed).
+    pub fn from_envelope(env: Envelope) -> Self {
+        let key = env.partition_key.as_ref().map(|k| Bytes::copy_from_slice(k.as_bytes()));
+        ProduceRecord { key, record: RecordBody::from_envelope(env), partition: None }
     }
 }
 
@@ -43,7 +113,7 @@ pub struct ConsumedRecord {
     /// Append time.
     pub timestamp: DateTime<Utc>,
     /// Key, value, headers: exactly as produced (shared, never deep-copied by the engine).
-    pub record: Arc<Record>,
+    pub record: Arc<RecordBody>,
 }
 
 /// What a poll returned.
@@ -69,6 +139,9 @@ pub struct TransportFeatures {
     pub persistent: bool,
     /// Several processes can share topics and groups.
     pub multi_process: bool,
+    /// Records never leave the process: a published envelope may be stored as it is
+    /// ([`ProduceRecord::from_envelope`]) and reach consumers without an encode/decode trip.
+    pub in_process: bool,
 }
 
 /// A backend: topics with partitions, append, group consumers, admin.

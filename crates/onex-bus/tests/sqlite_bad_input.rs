@@ -337,8 +337,8 @@ async fn headers_and_keys_survive_a_reopen_exactly() {
     let mut c = t.consumer("g", "exact", StartFrom::Earliest).await.unwrap();
     assigned(&mut c).await;
     let PollEvent::Records(rs) = c.poll(10, Duration::from_secs(1)).await.unwrap() else { panic!("records expected") };
-    assert_eq!(*rs[0].record, with_headers);
-    assert_eq!(*rs[1].record, empty_value);
+    assert_eq!(**rs[0].record, with_headers);
+    assert_eq!(**rs[1].record, empty_value);
     c.close().await.unwrap();
 }
 

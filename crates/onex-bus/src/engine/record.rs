@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::FutureExt;
 use onex_core::envelope::decode_record;
-use onex_core::{ClaimOutcome, Delivery, Error, Result};
+use onex_core::{ClaimOutcome, Delivery, Envelope, Error, Result};
 
 use super::dlq::{write_dlq, Failure};
 use super::SubscriptionContext;
@@ -26,7 +26,7 @@ pub(crate) enum Outcome {
 const CLAIM_LEASE: Duration = Duration::from_secs(60);
 
 pub(crate) async fn handle_record(ctx: &SubscriptionContext, rec: &ConsumedRecord, stopping: &AtomicBool) -> Outcome {
-    let envelope = match decode_record(&rec.record, &rec.topic) {
+    let envelope = match decode(rec) {
         Ok(env) => env,
         Err(e) => {
             ctx.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
@@ -89,7 +89,7 @@ pub(crate) async fn handle_record(ctx: &SubscriptionContext, rec: &ConsumedRecor
         // (cheaper than cloning every envelope for the rare retry).
         let mut env = match next.take() {
             Some(env) => env,
-            None => match decode_record(&rec.record, &rec.topic) {
+            None => match decode(rec) {
                 Ok(env) => env,
                 Err(e) => break e,
             },
@@ -129,7 +129,7 @@ pub(crate) async fn handle_record(ctx: &SubscriptionContext, rec: &ConsumedRecor
     };
     ctx.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
     tracing::warn!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, attempts = attempt, kind = %error.kind(), error = %error.report(), "sending record to the DLQ");
-    let event_type = decode_record(&rec.record, &rec.topic).ok().map(|e| e.event_type);
+    let event_type = decode(rec).ok().map(|e| e.event_type);
     let first_failure = first_failure.unwrap_or_else(Utc::now); // a retry could not decode
     let failure = Failure { error, attempts: attempt, first_failure, correlation_id: Some(correlation_id), event_type };
     let outcome = write_dlq(ctx, rec, failure, stopping).await;
@@ -138,6 +138,15 @@ pub(crate) async fn handle_record(ctx: &SubscriptionContext, rec: &ConsumedRecor
         release(ctx, &envelope_id).await;
     }
     outcome
+}
+
+/// The record's envelope: a clone of the one published in this process (memory transport),
+/// or decoded from the bytes.
+fn decode(rec: &ConsumedRecord) -> Result<Envelope> {
+    match rec.record.envelope() {
+        Some(env) => Ok(env.clone()),
+        None => decode_record(&rec.record, &rec.topic),
+    }
 }
 
 async fn call_handler(ctx: &SubscriptionContext, delivery: Delivery) -> Result<()> {

@@ -241,7 +241,7 @@ impl MemberShared {
             partition: msg.partition() as u32,
             offset: msg.offset() as u64,
             timestamp,
-            record: Arc::new(record),
+            record: Arc::new(record.into()),
         };
         self.buffered.fetch_add(1, Ordering::AcqRel);
         self.send(Event::Record(rec));

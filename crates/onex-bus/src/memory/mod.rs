@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use onex_core::{validate_topic, Error, HealthStatus, PartitionInfo, Receipt, Record, Result, StartFrom, TopicAdmin, TopicInfo, TopicSpec};
+use onex_core::{validate_topic, Error, HealthStatus, PartitionInfo, Receipt, Result, StartFrom, TopicAdmin, TopicInfo, TopicSpec};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 
@@ -36,7 +36,7 @@ impl Default for MemoryConfig {
 #[derive(Debug)]
 struct Stored {
     timestamp: DateTime<Utc>,
-    record: Arc<Record>,
+    record: Arc<crate::transport::RecordBody>,
 }
 
 #[derive(Debug, Default)]
@@ -66,7 +66,8 @@ type Groups = HashMap<(String, String), Arc<Mutex<GroupState>>>;
 
 #[derive(Debug, Default)]
 struct Inner {
-    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    /// Looked up on every publish: a fast hash.
+    topics: RwLock<HashMap<String, Arc<Topic>, foldhash::fast::RandomState>>,
     groups: Mutex<Groups>,
     next_member: AtomicU64,
 }
@@ -200,7 +201,7 @@ impl Transport for MemoryTransport {
     }
 
     fn features(&self) -> TransportFeatures {
-        TransportFeatures { persistent: false, multi_process: false }
+        TransportFeatures { persistent: false, multi_process: false, in_process: true }
     }
 
     async fn produce(&self, topic: &str, records: Vec<ProduceRecord>) -> Result<Vec<Receipt>> {

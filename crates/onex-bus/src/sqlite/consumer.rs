@@ -264,7 +264,7 @@ fn read_partitions(tx: &Transaction<'_>, topic: &Arc<str>, parts: &[(u32, i64, u
                 partition: *p,
                 offset: offset_of(id),
                 timestamp: DateTime::from_timestamp_micros(ts).unwrap_or_default(),
-                record: Arc::new(Record { key, value, headers }),
+                record: Arc::new(Record { key, value, headers }.into()),
             });
         }
     }

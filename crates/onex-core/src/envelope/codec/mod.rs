@@ -150,6 +150,48 @@ pub fn encode_record(env: &Envelope) -> Record {
     Record { key, value: env.payload.clone(), headers: hs }
 }
 
+/// `encode_record(env).byte_len()` without encoding: what a size limit is checked against.
+pub fn encoded_len(env: &Envelope) -> usize {
+    let opt = |name: &str, v: &Option<String>| v.as_ref().map_or(0, |v| name.len() + v.len());
+    let uuid = |name: &str| name.len() + 36;
+    let key = env.partition_key.as_ref().map_or(0, String::len);
+    let mut headers = h::SPECVERSION.len()
+        + 3
+        + uuid(h::ID)
+        + h::SOURCE.len()
+        + env.source.len()
+        + h::TYPE.len()
+        + env.event_type.len()
+        + h::TIME.len()
+        + time::formatted_len(&env.timestamp)
+        + h::CONTENT_TYPE.len()
+        + env.content_type.len()
+        + uuid(h::CORRELATION_ID)
+        + env.causation_id.map_or(0, |_| uuid(h::CAUSATION_ID))
+        + opt(h::PARTITION_KEY, &env.partition_key)
+        + opt(h::DATASCHEMA, &env.schema_version)
+        + opt(h::TRACEPARENT, &env.metadata.traceparent)
+        + opt(h::TRACESTATE, &env.metadata.tracestate);
+    if env.retry_count > 0 {
+        headers += h::RETRY_COUNT.len() + env.retry_count.checked_ilog10().map_or(1, |d| d as usize + 1);
+    }
+    if !env.metadata.tags.is_empty() {
+        headers += h::TAGS.len() + serde_json::to_vec(&env.metadata.tags).map_or(0, |v| v.len());
+    }
+    headers += env.metadata.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+    key + env.payload.len() + headers
+}
+
+/// Whether `decode_record(&encode_record(env))` gives `env` back exactly — true for every
+/// envelope except those with an empty event type, a user header named like one of the
+/// codec's own, or a timestamp outside years 0–9999. A transport that keeps records in the
+/// process can then hand the envelope itself to consumers instead of encoding and decoding it.
+pub fn encodes_losslessly(env: &Envelope) -> bool {
+    !env.event_type.is_empty()
+        && time::is_canonical(&env.timestamp)
+        && env.metadata.headers.keys().all(|k| !h::RESERVED.contains(&k.as_str()))
+}
+
 /// Decodes a record read from `topic`: binary mode when `ce_specversion` or `ce_id` is
 /// present, structured mode when `content-type` is `application/cloudevents+json`, and
 /// otherwise a plain JSON value (wrapped: new id, type from the `event_type` header or the

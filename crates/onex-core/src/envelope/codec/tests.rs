@@ -65,6 +65,33 @@ proptest! {
     }
 
     #[test]
+    fn encoded_len_is_the_encoded_records_byte_len(env in arb_envelope(), secs in -60_000_000_000i64..400_000_000_000, nanos in prop_oneof![Just(0u32), Just(5_000_000), Just(7_000), 0u32..1_000_000_000]) {
+        prop_assert_eq!(encoded_len(&env), encode_record(&env).byte_len());
+        let mut wide = env;
+        wide.timestamp = Utc.timestamp_opt(secs, nanos).unwrap();
+        prop_assert_eq!(encoded_len(&wide), encode_record(&wide).byte_len());
+    }
+
+    #[test]
+    fn an_envelope_said_to_encode_losslessly_decodes_to_itself(
+        env in arb_envelope(),
+        event_type in prop_oneof![Just(String::new()), "[a-z.]{1,8}"],
+        reserved in proptest::option::of(proptest::sample::select(h::RESERVED.to_vec())),
+        secs in prop_oneof![Just(-70_000_000_000i64), Just(260_000_000_000i64), 0i64..4_102_444_800],
+    ) {
+        let mut env = env;
+        env.event_type = event_type;
+        if let Some(name) = reserved {
+            env.metadata.headers.insert(name.to_string(), "x".into());
+        }
+        env.timestamp = Utc.timestamp_opt(secs, env.timestamp.timestamp_subsec_nanos()).unwrap();
+        if encodes_losslessly(&env) {
+            let back = decode_record(&encode_record(&env), "any-topic").unwrap();
+            prop_assert_eq!(back, env);
+        }
+    }
+
+    #[test]
     fn decoding_arbitrary_bytes_never_panics(
         key in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
         value in proptest::collection::vec(any::<u8>(), 0..200),

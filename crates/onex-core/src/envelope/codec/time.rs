@@ -85,6 +85,26 @@ pub(super) fn format(t: &DateTime<Utc>, buf: &mut [u8; MAX_LEN]) -> usize {
     len + 1
 }
 
+/// The length [`format`] writes for `t`, without formatting the canonical cases.
+pub(super) fn formatted_len(t: &DateTime<Utc>) -> usize {
+    let naive = t.naive_utc();
+    let nanos = naive.nanosecond();
+    if !(0..=9999).contains(&naive.year()) || nanos >= 1_000_000_000 {
+        return format(t, &mut [0u8; MAX_LEN]);
+    }
+    20 + match nanos {
+        0 => 0,
+        n if n % 1_000_000 == 0 => 4,
+        n if n % 1_000 == 0 => 7,
+        _ => 10,
+    }
+}
+
+/// Whether `t` takes the fast paths both ways (and so parses back to itself exactly).
+pub(super) fn is_canonical(t: &DateTime<Utc>) -> bool {
+    (0..=9999).contains(&t.year()) && t.nanosecond() < 1_000_000_000
+}
+
 fn digits(s: &[u8]) -> Option<u32> {
     s.iter().try_fold(0u32, |acc, c| c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0')))
 }
