@@ -15,7 +15,9 @@
 //!   is not measured on either side.
 //!
 //! The raw producer is `FutureProducer` (what the transport uses); its per-record cost is a
-//! oneshot channel, which the 10,000-deep pipeline hides.
+//! oneshot channel, which the 10,000-deep pipeline hides. Produce sides run twice each in
+//! mirrored order (raw, transport, ours, ours, transport, raw): the broker slows as it fills,
+//! and a single run in a fixed order hands the advantage to whoever goes first.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -58,8 +60,8 @@ fn fresh_topic(side: &str) -> String {
     format!("bench-kafka-{side}-{}", uuid::Uuid::new_v4().simple())
 }
 
-async fn produce_ours(publisher: &BusPublisher, envs: &[Envelope], topic: &str) -> Result<Side, Error> {
-    let mut lat = Latencies::default();
+async fn produce_ours(publisher: &BusPublisher, envs: &[Envelope], topic: &str, tally: &mut Tally) -> Result<(), Error> {
+    let lat = &mut tally.lat;
     let mut pending = FuturesUnordered::new();
     let started = Instant::now();
     for env in envs {
@@ -77,12 +79,13 @@ async fn produce_ours(publisher: &BusPublisher, envs: &[Envelope], topic: &str) 
         r?;
         lat.record(t0.elapsed());
     }
-    Ok(Side::new("BusPublisher::publish_envelope → KafkaTransport, ≤10,000 in flight", envs.len() as u64, started.elapsed(), "msg/s", &lat))
+    tally.add(envs.len(), started.elapsed());
+    Ok(())
 }
 
 /// The transport alone: prebuilt records (as the baseline gets them), one `produce` call each.
-async fn produce_transport(transport: &KafkaTransport, records: &[Record], topic: &str) -> Result<Side, Error> {
-    let mut lat = Latencies::default();
+async fn produce_transport(transport: &KafkaTransport, records: &[Record], topic: &str, tally: &mut Tally) -> Result<(), Error> {
+    let lat = &mut tally.lat;
     let mut pending = FuturesUnordered::new();
     let started = Instant::now();
     for r in records {
@@ -100,21 +103,16 @@ async fn produce_transport(transport: &KafkaTransport, records: &[Record], topic
         res?;
         lat.record(t0.elapsed());
     }
-    Ok(Side::new(
-        "KafkaTransport::produce of prebuilt records, one per call, ≤10,000 in flight",
-        records.len() as u64,
-        started.elapsed(),
-        "msg/s",
-        &lat,
-    ))
+    tally.add(records.len(), started.elapsed());
+    Ok(())
 }
 
-async fn produce_raw(config: &KafkaConfig, records: &[Record], topic: &str) -> Result<Side, Error> {
+async fn produce_raw(config: &KafkaConfig, records: &[Record], topic: &str, tally: &mut Tally) -> Result<(), Error> {
     let producer: FutureProducer = config.producer_config().create().map_err(|e| Error::config(format!("raw producer: {e}")))?;
     // Warm up (metadata, producer id) outside the clock, as the transport did when it connected.
     let warm = FutureRecord::<[u8], [u8]>::to(topic).payload(&b"warm-up"[..]);
     check_delivery(Ok(producer.send(warm, Duration::from_secs(30)).await.map(|_| ())))?;
-    let mut lat = Latencies::default();
+    let lat = &mut tally.lat;
     let mut pending = FuturesUnordered::new();
     let started = Instant::now();
     for r in records {
@@ -147,7 +145,27 @@ async fn produce_raw(config: &KafkaConfig, records: &[Record], topic: &str) -> R
         check_delivery(d)?;
         lat.record(t0.elapsed());
     }
-    Ok(Side::new("raw rdkafka FutureProducer, same settings, ≤10,000 in flight", records.len() as u64, started.elapsed(), "msg/s", &lat))
+    tally.add(records.len(), started.elapsed());
+    Ok(())
+}
+
+/// The runs of one side of a produce scenario, added up.
+#[derive(Default)]
+struct Tally {
+    count: u64,
+    elapsed: Duration,
+    lat: Latencies,
+}
+
+impl Tally {
+    fn add(&mut self, count: usize, elapsed: Duration) {
+        self.count += count as u64;
+        self.elapsed += elapsed;
+    }
+
+    fn side(&self, what: &str) -> Side {
+        Side::new(what, self.count, self.elapsed, "msg/s", &self.lat)
+    }
 }
 
 fn check_delivery<T, E: std::fmt::Display, C: std::fmt::Debug>(
@@ -239,18 +257,29 @@ pub async fn run(brokers: &str, messages: u64) -> Result<Vec<ScenarioReport>, Er
     let params = serde_json::json!({ "brokers": brokers, "messages": messages, "payload_bytes": 256, "partitions": PARTITIONS, "in_flight": IN_FLIGHT,
         "producer": config.effective_producer_settings() });
 
-    // Both topics get one warm-up record before their clock starts.
+    // Every topic gets one warm-up record before its clock starts.
     publisher.publish_envelope(&envs[0], Some(&ours_topic)).await?;
-    // Raw first, so ours does not profit from a warmed-up broker.
-    let raw = produce_raw(&config, &records, &raw_topic).await?;
-    let ours = produce_ours(&publisher, &envs, &ours_topic).await?;
-    let produce = ScenarioReport::new("bus-kafka/produce", ours, raw.clone(), PRODUCE_TARGET, params.clone());
     transport.produce(&transport_topic, vec![ProduceRecord::new(records[0].clone())]).await?;
-    let direct = produce_transport(&transport, &records, &transport_topic).await?;
+    // The broker slows down as it stores more (tansu: a second raw run straight after a first
+    // reaches 0.76–0.88 of it), so whoever runs first wins. Each side runs twice in mirrored
+    // order (raw, transport, ours, ours, transport, raw) and its runs are added up: a steady
+    // drift then costs every side the same.
+    let (mut raw, mut direct, mut ours) = (Tally::default(), Tally::default(), Tally::default());
+    produce_raw(&config, &records, &raw_topic, &mut raw).await?;
+    produce_transport(&transport, &records, &transport_topic, &mut direct).await?;
+    produce_ours(&publisher, &envs, &ours_topic, &mut ours).await?;
+    produce_ours(&publisher, &envs, &ours_topic, &mut ours).await?;
+    produce_transport(&transport, &records, &transport_topic, &mut direct).await?;
+    produce_raw(&config, &records, &raw_topic, &mut raw).await?;
+    let raw = raw.side("raw rdkafka FutureProducer, same settings, ≤10,000 in flight (2 runs, mirrored order)");
+    let ours = ours.side("BusPublisher::publish_envelope → KafkaTransport, ≤10,000 in flight (2 runs, mirrored order)");
+    let direct = direct.side("KafkaTransport::produce of prebuilt records, one per call, ≤10,000 in flight (2 runs, mirrored order)");
+    let produce = ScenarioReport::new("bus-kafka/produce", ours, raw.clone(), PRODUCE_TARGET, params.clone());
     let produce_transport = ScenarioReport::new("bus-kafka/produce-transport", direct, raw, PRODUCE_TARGET, params.clone());
 
-    let raw = consume_raw(&config, &raw_topic, messages + 1).await?;
-    let ours = consume_ours(&bus, &ours_topic, messages + 1).await?;
+    // Each topic holds two runs and its warm-up records (raw: one per run).
+    let raw = consume_raw(&config, &raw_topic, 2 * messages + 2).await?;
+    let ours = consume_ours(&bus, &ours_topic, 2 * messages + 1).await?;
     let consume = ScenarioReport::new("bus-kafka/consume", ours, raw, CONSUME_TARGET, params);
 
     for t in [&ours_topic, &raw_topic, &transport_topic] {
