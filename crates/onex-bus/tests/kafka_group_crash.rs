@@ -179,12 +179,30 @@ async fn sigkill_of_one_member_loses_nothing_and_redelivers_only_uncommitted() {
     }
 
     let (b_lines, c_lines) = (handled(&b_file), handled(&c_file));
+    // Partitions a live member owns at the end (from the members' own status files). tansu 0.6
+    // keeps the killed member in the group, so the rebalance that C's join starts can hand the
+    // dead member any partition — also one that B owned before the kill.
+    let owned_by = |f: &Path| -> BTreeSet<u32> {
+        let status: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(f.with_extension("status")).unwrap_or_default()).unwrap_or_default();
+        status
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c["partitions"].as_array().cloned().unwrap_or_default())
+            .filter_map(|p| p["partition"].as_u64())
+            .map(|p| p as u32)
+            .collect()
+    };
+    let live: BTreeSet<u32> = owned_by(&b_file).union(&owned_by(&c_file)).copied().collect();
+    let broker_end: BTreeMap<u32, u64> =
+        t.admin().describe_topic(&topic).await.unwrap().partitions.iter().map(|p| (p.partition, p.high_watermark)).collect();
     let after_kill: Vec<(u32, u64, u64)> = b_lines[b_before_kill..].iter().chain(c_lines.iter()).copied().collect();
     let high: BTreeMap<u32, u64> =
         (0..4).map(|p| (p, after_kill.iter().chain(a_lines.iter()).filter(|l| l.0 == p).map(|l| l.1 + 1).max().unwrap_or(0))).collect();
     let mut duplicates = 0;
-    let (mut taken_over, mut stuck) = (Vec::new(), Vec::new());
-    for p in &a_parts {
+    let (mut taken_over, mut stuck): (Vec<u32>, Vec<u32>) = (Vec::new(), (0..4).filter(|p| !live.contains(p)).collect());
+    for p in a_parts.iter().filter(|p| live.contains(p)) {
         let c = committed[p];
         let a_last = a_lines.iter().filter(|l| l.0 == *p).map(|l| l.1).max().unwrap();
         assert!(
@@ -192,10 +210,8 @@ async fn sigkill_of_one_member_loses_nothing_and_redelivers_only_uncommitted() {
             "partition {p}: committed {c} beyond what A handled ({a_last}): an offset was committed before its handler ran"
         );
         let new_offsets: Vec<u64> = after_kill.iter().filter(|l| l.0 == *p).map(|l| l.1).collect();
-        let Some(resumed_at) = new_offsets.iter().min().copied() else {
-            stuck.push(*p);
-            continue;
-        };
+        let resumed_at =
+            new_offsets.iter().min().copied().unwrap_or_else(|| panic!("partition {p} is owned by a live member that handled none of it"));
         taken_over.push(*p);
         assert_eq!(resumed_at, c, "partition {p}: the new owner resumes exactly at the committed offset");
         let a_offsets: BTreeSet<u64> = a_lines.iter().filter(|l| l.0 == *p).map(|l| l.1).collect();
@@ -208,12 +224,13 @@ async fn sigkill_of_one_member_loses_nothing_and_redelivers_only_uncommitted() {
     }
     let committed_total: u64 = committed.values().sum();
     assert!(committed_total > 0, "A committed progress before it died");
-    // At least once: every event of a partition that a live member owns was handled.
+    // At least once: every record of a partition that a live member owns was handled, up to
+    // the broker's end of the partition.
     let seen = all(&a_file, &b_file, &c_file);
     let lines: Vec<(u32, u64, u64)> = a_lines.iter().chain(b_lines.iter()).chain(c_lines.iter()).copied().collect();
-    for p in (0..4u32).filter(|p| !stuck.contains(p)) {
+    for p in live.iter().copied() {
         let offsets: BTreeSet<u64> = lines.iter().filter(|l| l.0 == p).map(|l| l.1).collect();
-        let missing: Vec<u64> = (0..high[&p]).filter(|o| !offsets.contains(o)).collect();
+        let missing: Vec<u64> = (0..broker_end[&p]).filter(|o| !offsets.contains(o)).collect();
         let who =
             |v: &[(u32, u64, u64)]| v.iter().filter(|l| l.0 == p).map(|l| l.1).fold((u64::MAX, 0), |(lo, hi), o| (lo.min(o), hi.max(o)));
         assert!(
@@ -237,13 +254,22 @@ async fn sigkill_of_one_member_loses_nothing_and_redelivers_only_uncommitted() {
     );
     if !stuck.is_empty() {
         let msg = format!(
-            "partitions {stuck:?} stayed with the killed member: the broker never evicted it after session.timeout.ms (tansu 0.6 does not)"
+            "partitions {stuck:?} are owned by the killed member: the broker never evicted it after session.timeout.ms (tansu 0.6 does not), so the rebalance on C's join can give it partitions"
         );
         assert!(std::env::var_os("ONEX_KAFKA_REQUIRE_EVICTION").is_none(), "{msg}");
         // Written past the test harness's capture, so the limitation is visible in a normal run.
         let note = format!("\n!!!!! KNOWN BROKER LIMITATION: {msg}; takeover verified only for {taken_over:?} !!!!!\n");
         let _ = std::io::Write::write_all(&mut std::io::stderr(), note.as_bytes());
-    } else {
-        assert_eq!(seen.len() as u64, EVENTS, "every event handled at least once");
+    } else if seen.len() as u64 != EVENTS {
+        // Say where each partition stopped, against the broker's end, and what the members
+        // reported about themselves (owned partitions, lag).
+        let info = t.admin().describe_topic(&topic).await.map(|i| format!("{:?}", i.partitions)).unwrap_or_else(|e| e.to_string());
+        let status = |f: &Path| std::fs::read_to_string(f.with_extension("status")).unwrap_or_default();
+        panic!(
+            "every event handled at least once: {} of {EVENTS}; highest handled offset + 1 per partition {high:?}; broker {info}; B {}; C {}",
+            seen.len(),
+            status(&b_file),
+            status(&c_file)
+        );
     }
 }

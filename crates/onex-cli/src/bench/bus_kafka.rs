@@ -83,12 +83,14 @@ async fn produce_ours(publisher: &BusPublisher, envs: &[Envelope], topic: &str, 
     Ok(())
 }
 
-/// The transport alone: prebuilt records (as the baseline gets them), one `produce` call each.
+/// The transport alone: prebuilt records (as the baseline gets them, built before the clock
+/// starts: `produce` takes them by value, the raw producer borrows), one `produce` call each.
 async fn produce_transport(transport: &KafkaTransport, records: &[Record], topic: &str, tally: &mut Tally) -> Result<(), Error> {
+    let owned: Vec<ProduceRecord> = records.iter().cloned().map(ProduceRecord::new).collect();
     let lat = &mut tally.lat;
     let mut pending = FuturesUnordered::new();
     let started = Instant::now();
-    for r in records {
+    for r in owned {
         if pending.len() >= IN_FLIGHT {
             let (t0, res): (Instant, Result<_, Error>) = pending.next().await.expect("non-empty");
             res?;
@@ -96,7 +98,7 @@ async fn produce_transport(transport: &KafkaTransport, records: &[Record], topic
         }
         pending.push(async move {
             let t0 = Instant::now();
-            (t0, transport.produce(topic, vec![ProduceRecord::new(r.clone())]).await)
+            (t0, transport.produce(topic, vec![r]).await)
         });
     }
     while let Some((t0, res)) = pending.next().await {
