@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use onex_core::envelope::{encode_record, encodes_losslessly};
+use onex_core::envelope::encode_record;
 use onex_core::{
     validate_topic, Envelope, Error, EventBus, EventMessage, HealthStatus, IdempotencyStore, PayloadValidator, Receipt, Result,
     Subscription, SubscriptionId, TopicAdmin, TopicSpec,
@@ -219,7 +219,7 @@ impl EventBus for TransportBus {
     async fn publish_envelope(&self, env: &Envelope, topic: &str) -> Result<Receipt> {
         // In-process records skip the encode/decode trip (encoded later only if someone
         // reads the bytes: a DLQ write, `onex consume`).
-        let rec = if self.core.transport.features().in_process && encodes_losslessly(env) {
+        let rec = if self.core.transport.features().in_process {
             ProduceRecord::from_envelope(env.clone())
         } else {
             ProduceRecord::new(encode_record(env))

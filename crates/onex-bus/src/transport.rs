@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use onex_core::envelope::{encode_record, encoded_len};
+use onex_core::envelope::{encode_record, encoded_len, encodes_losslessly};
 use onex_core::{Envelope, HealthStatus, Receipt, Record, Result, StartFrom, TopicAdmin};
 
 /// A record's key, value and headers — or, on a transport whose records never leave the
@@ -26,11 +26,15 @@ pub struct RecordBody {
 }
 
 impl RecordBody {
-    /// A body holding `env` unencoded. Only for envelopes that
-    /// [`onex_core::envelope::encodes_losslessly`]: a consumer gets `env` itself, so it must
-    /// be what decoding its bytes would give.
+    /// A body holding `env` unencoded, for a consumer to take as it is. An envelope that
+    /// would not decode to itself (see [`encodes_losslessly`]) is encoded at once instead, so
+    /// every consumer sees what decoding the bytes gives, whichever form the body has.
     pub fn from_envelope(env: Envelope) -> Self {
-        RecordBody { envelope: Some(Box::new(env)), encoded: OnceLock::new() }
+        if encodes_losslessly(&env) {
+            RecordBody { envelope: Some(Box::new(env)), encoded: OnceLock::new() }
+        } else {
+            encode_record(&env).into()
+        }
     }
 
     /// The envelope this body was built from, if it was.
@@ -93,8 +97,8 @@ impl ProduceRecord {
         ProduceRecord { key: record.key.clone(), record: record.into(), partition: None }
     }
 
-    /// An envelope kept unencoded until its bytes are needed, routed by its partition key
-    /// (see [`RecordBody::from_envelope`] for when this is allowed).
+    /// An envelope kept unencoded until its bytes are needed (see
+    /// [`RecordBody::from_envelope`]), routed by its partition key.
     pub fn from_envelope(env: Envelope) -> Self {
         let key = env.partition_key.as_ref().map(|k| Bytes::copy_from_slice(k.as_bytes()));
         ProduceRecord { key, record: RecordBody::from_envelope(env), partition: None }

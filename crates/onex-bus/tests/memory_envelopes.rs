@@ -93,3 +93,15 @@ async fn an_oversize_envelope_is_refused_before_it_is_stored() {
     let info = transport.admin().describe_topic("orders").await.unwrap();
     assert_eq!(info.partitions.iter().map(|p| p.high_watermark).sum::<u64>(), 1, "only the small one is stored");
 }
+
+#[test]
+fn a_body_keeps_only_envelopes_that_decode_to_themselves() {
+    use onex_bus::transport::RecordBody;
+    let plain = envelope(5);
+    assert_eq!(RecordBody::from_envelope(plain.clone()).envelope(), Some(&plain));
+    let mut clashing = envelope(6);
+    clashing.metadata.headers.insert("ce_id".into(), "not-a-uuid".into());
+    let body = RecordBody::from_envelope(clashing.clone());
+    assert!(body.envelope().is_none(), "encoded at once");
+    assert_eq!(*body, encode_record(&clashing));
+}
