@@ -201,7 +201,7 @@ async fn sigkill_of_one_member_loses_nothing_and_redelivers_only_uncommitted() {
     let high: BTreeMap<u32, u64> =
         (0..4).map(|p| (p, after_kill.iter().chain(a_lines.iter()).filter(|l| l.0 == p).map(|l| l.1 + 1).max().unwrap_or(0))).collect();
     let mut duplicates = 0;
-    let (mut taken_over, mut stuck): (Vec<u32>, Vec<u32>) = (Vec::new(), (0..4).filter(|p| !live.contains(p)).collect());
+    let (mut taken_over, stuck): (Vec<u32>, Vec<u32>) = (Vec::new(), (0..4).filter(|p| !live.contains(p)).collect());
     for p in a_parts.iter().filter(|p| live.contains(p)) {
         let c = committed[p];
         let a_last = a_lines.iter().filter(|l| l.0 == *p).map(|l| l.1).max().unwrap();
