@@ -14,6 +14,18 @@ use crate::record::Headers;
 use crate::resilience::RetryPolicy;
 use crate::{Envelope, Error, HealthStatus, Result};
 
+/// The bytes a topic name may hold: `[A-Za-z0-9._-]`.
+const TOPIC_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'-';
+        b += 1;
+    }
+    table
+};
+
 /// Checks a topic name: `[A-Za-z0-9._-]{1,249}`, not `.` or `..`.
 ///
 /// ```
@@ -33,8 +45,9 @@ pub fn validate_topic(topic: &str) -> Result<()> {
     if topic == "." || topic == ".." {
         return bad("'.' and '..' are reserved");
     }
-    // Byte test first (every publish checks its topic); the slow search only names the culprit.
-    if !topic.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+    // Byte test first, one table lookup per byte (every publish checks its topic); the slow
+    // search only names the culprit.
+    if !topic.bytes().all(|b| TOPIC_BYTES[usize::from(b)]) {
         if let Some(c) = topic.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
             return bad(&format!("character {c:?} is not allowed"));
         }
@@ -322,4 +335,31 @@ pub trait EventBus: Send + Sync {
     fn admin(&self) -> &dyn TopicAdmin;
     /// The backend name (`memory`, `sqlite`, `kafka`, `redpanda`).
     fn backend(&self) -> &str;
+}
+
+#[cfg(test)]
+mod topic_name_tests {
+    use super::validate_topic;
+
+    #[test]
+    fn every_character_is_judged_by_the_documented_rule() {
+        for c in (0u32..0x250).filter_map(char::from_u32) {
+            let allowed = c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+            let name = format!("a{c}b");
+            assert_eq!(validate_topic(&name).is_ok(), allowed, "{c:?}");
+            if !allowed {
+                let e = validate_topic(&name).unwrap_err().to_string();
+                assert!(e.contains(&format!("{c:?}")), "the error names the character: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn length_and_reserved_names() {
+        assert!(validate_topic("").is_err());
+        assert!(validate_topic(".").is_err() && validate_topic("..").is_err());
+        assert!(validate_topic("...").is_ok());
+        assert!(validate_topic(&"x".repeat(249)).is_ok());
+        assert!(validate_topic(&"x".repeat(250)).is_err());
+    }
 }

@@ -31,7 +31,8 @@ pub struct KafkaAdmin {
     /// trips in random order and send their records out of the order they were issued in.
     pub(crate) describes: Arc<parking_lot::Mutex<HashMap<String, DescribeSlot>>>,
     /// Partition counts learnt from metadata (shared with the producer path).
-    pub(crate) partition_counts: Arc<parking_lot::RwLock<HashMap<String, u32>>>,
+    /// Looked up on every produce call: a fast hash.
+    pub(crate) partition_counts: Arc<parking_lot::RwLock<HashMap<String, u32, foldhash::fast::RandomState>>>,
 }
 
 impl std::fmt::Debug for KafkaAdmin {
