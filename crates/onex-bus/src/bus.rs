@@ -217,9 +217,9 @@ impl EventBus for TransportBus {
     }
 
     async fn publish_envelope(&self, env: &Envelope, topic: &str) -> Result<Receipt> {
-        // In-process records skip the encode/decode trip (encoded later only if someone
-        // reads the bytes: a DLQ write, `onex consume`).
-        let rec = if self.core.transport.features().in_process {
+        // Transports that take envelopes skip building a `Record`: memory keeps the envelope
+        // (encoded only if someone reads the bytes), Kafka writes its headers straight from it.
+        let rec = if self.core.transport.features().takes_envelopes {
             ProduceRecord::from_envelope(env.clone())
         } else {
             ProduceRecord::new(encode_record(env))

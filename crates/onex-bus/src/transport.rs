@@ -143,9 +143,11 @@ pub struct TransportFeatures {
     pub persistent: bool,
     /// Several processes can share topics and groups.
     pub multi_process: bool,
-    /// Records never leave the process: a published envelope may be stored as it is
-    /// ([`ProduceRecord::from_envelope`]) and reach consumers without an encode/decode trip.
-    pub in_process: bool,
+    /// `publish_envelope` hands this transport the envelope itself
+    /// ([`ProduceRecord::from_envelope`]) rather than an encoded [`Record`]: cheaper for a
+    /// transport that keeps it (memory: consumers in the process get it without an
+    /// encode/decode trip) or writes the headers its own way (Kafka: librdkafka headers).
+    pub takes_envelopes: bool,
 }
 
 /// A backend: topics with partitions, append, group consumers, admin.

@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use onex_core::envelope::for_each_header;
 use onex_core::{Error, HealthStatus, Receipt, Result, StartFrom, TopicAdmin};
 use parking_lot::Mutex;
 use rdkafka::admin::AdminClient;
@@ -261,6 +262,26 @@ impl KafkaTransport {
     }
 }
 
+/// The binary-mode headers of `env`, as `encode_record` would write them (one definition:
+/// [`for_each_header`]).
+fn envelope_headers(env: &onex_core::Envelope) -> OwnedHeaders {
+    let hs = std::cell::Cell::new(Some(OwnedHeaders::new_with_capacity(10 + env.metadata.headers.len())));
+    let add = |key: &str, value: &[u8]| hs.set(hs.take().map(|h| h.insert(Header { key, value: Some(value) })));
+    for_each_header(env, add, |k, v| add(k, v.as_bytes()));
+    hs.take().unwrap_or_default()
+}
+
+fn record_headers(headers: &onex_core::Headers) -> Option<OwnedHeaders> {
+    if headers.is_empty() {
+        return None;
+    }
+    let mut hs = OwnedHeaders::new_with_capacity(headers.len());
+    for (name, value) in headers.iter() {
+        hs = hs.insert(Header { key: name, value: Some(&value[..]) });
+    }
+    Some(hs)
+}
+
 fn receipt(topic: &str, partition: i32, offset: i64, ts: rdkafka::Timestamp) -> Receipt {
     let timestamp = ts.to_millis().and_then(DateTime::<Utc>::from_timestamp_millis).unwrap_or_else(Utc::now);
     Receipt { topic: topic.to_string(), partition: partition.max(0) as u32, offset: offset.max(0) as u64, timestamp }
@@ -273,7 +294,7 @@ impl Transport for KafkaTransport {
     }
 
     fn features(&self) -> TransportFeatures {
-        TransportFeatures { persistent: true, multi_process: true, in_process: false }
+        TransportFeatures { persistent: true, multi_process: true, takes_envelopes: true }
     }
 
     async fn produce(&self, topic: &str, records: Vec<ProduceRecord>) -> Result<Vec<Receipt>> {
@@ -285,18 +306,20 @@ impl Transport for KafkaTransport {
         let producer = self.producer.read().clone();
         let mut deliveries = Vec::with_capacity(records.len());
         for r in &records {
-            let mut rec = FutureRecord::to(topic).payload(&r.record.value[..]);
+            // An envelope's headers go straight into librdkafka's (which copies them anyway),
+            // without an encoded `Record` in between.
+            let (payload, headers) = match r.record.envelope() {
+                Some(env) => (&env.payload, Some(envelope_headers(env))),
+                None => (&r.record.value, record_headers(&r.record.headers)),
+            };
+            let mut rec = FutureRecord::to(topic).payload(&payload[..]);
             if let Some(k) = &r.key {
                 rec = rec.key(&k[..]);
             }
             if let Some(p) = r.partition {
                 rec = rec.partition(p as i32);
             }
-            if !r.record.headers.is_empty() {
-                let mut hs = OwnedHeaders::new_with_capacity(r.record.headers.len());
-                for (name, value) in r.record.headers.iter() {
-                    hs = hs.insert(Header { key: name, value: Some(&value[..]) });
-                }
+            if let Some(hs) = headers {
                 rec = rec.headers(hs);
             }
             // The clock is read only once the local queue is full (the rare, slow case).

@@ -201,7 +201,7 @@ impl Transport for MemoryTransport {
     }
 
     fn features(&self) -> TransportFeatures {
-        TransportFeatures { persistent: false, multi_process: false, in_process: true }
+        TransportFeatures { persistent: false, multi_process: false, takes_envelopes: true }
     }
 
     async fn produce(&self, topic: &str, records: Vec<ProduceRecord>) -> Result<Vec<Receipt>> {

@@ -143,7 +143,7 @@ impl Transport for SqliteTransport {
     }
 
     fn features(&self) -> TransportFeatures {
-        TransportFeatures { persistent: true, multi_process: true, in_process: false }
+        TransportFeatures { persistent: true, multi_process: true, takes_envelopes: false }
     }
 
     async fn produce(&self, topic: &str, records: Vec<ProduceRecord>) -> Result<Vec<Receipt>> {

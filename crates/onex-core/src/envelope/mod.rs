@@ -11,7 +11,9 @@ use uuid::Uuid;
 
 use crate::{Error, Result};
 
-pub use codec::{decode_record, encode_record, encoded_len, encodes_losslessly, headers as ce_headers, STRUCTURED_CONTENT_TYPE};
+pub use codec::{
+    decode_record, encode_record, encoded_len, encodes_losslessly, for_each_header, headers as ce_headers, STRUCTURED_CONTENT_TYPE,
+};
 
 /// Default `content_type` of a payload.
 pub const JSON_CONTENT_TYPE: &str = "application/json";

@@ -69,83 +69,84 @@ pub mod headers {
 
 use headers as h;
 
-/// Collects header values in one buffer so a record costs one allocation for all of them;
-/// the spans live on the stack (at most the 13 reserved headers after `ce_specversion`).
-struct ValueBuf {
-    buf: bytes::BytesMut,
-    spans: [(&'static str, u32, u32); 13],
-    len: usize,
-}
-
-impl ValueBuf {
-    fn put(&mut self, name: &'static str, value: &[u8]) {
-        let start = self.buf.len() as u32;
-        self.buf.extend_from_slice(value);
-        self.spans[self.len] = (name, start, self.buf.len() as u32);
-        self.len += 1;
+/// Calls `codec` with every CloudEvents header of `env`'s binary-mode record, in wire order
+/// (name, value), then `user` with every user header (`metadata.headers`). This is the one
+/// definition of the binary-mode headers: [`encode_record`] collects them into a [`Record`],
+/// and a transport with its own header type (librdkafka's) writes them straight from here
+/// without building one.
+pub fn for_each_header(env: &Envelope, mut codec: impl FnMut(&'static str, &[u8]), mut user: impl FnMut(&str, &str)) {
+    let mut uuid = [0u8; 36];
+    codec(h::SPECVERSION, b"1.0");
+    codec(h::ID, env.envelope_id.hyphenated().encode_lower(&mut uuid).as_bytes());
+    codec(h::SOURCE, env.source.as_bytes());
+    codec(h::TYPE, env.event_type.as_bytes());
+    let mut tbuf = [0u8; time::MAX_LEN];
+    let tlen = time::format(&env.timestamp, &mut tbuf);
+    codec(h::TIME, &tbuf[..tlen]);
+    codec(h::CONTENT_TYPE, env.content_type.as_bytes());
+    codec(h::CORRELATION_ID, env.correlation_id.hyphenated().encode_lower(&mut uuid).as_bytes());
+    if let Some(c) = &env.causation_id {
+        codec(h::CAUSATION_ID, c.hyphenated().encode_lower(&mut uuid).as_bytes());
     }
-
-    fn put_uuid(&mut self, name: &'static str, id: &Uuid) {
-        let mut tmp = [0u8; 36];
-        self.put(name, id.hyphenated().encode_lower(&mut tmp).as_bytes());
+    if let Some(k) = &env.partition_key {
+        codec(h::PARTITION_KEY, k.as_bytes());
+    }
+    if let Some(s) = &env.schema_version {
+        codec(h::DATASCHEMA, s.as_bytes());
+    }
+    if let Some(t) = &env.metadata.traceparent {
+        codec(h::TRACEPARENT, t.as_bytes());
+    }
+    if let Some(t) = &env.metadata.tracestate {
+        codec(h::TRACESTATE, t.as_bytes());
+    }
+    if env.retry_count > 0 {
+        codec(h::RETRY_COUNT, env.retry_count.to_string().as_bytes());
+    }
+    if !env.metadata.tags.is_empty() {
+        codec(h::TAGS, &serde_json::to_vec(&env.metadata.tags).unwrap_or_default());
+    }
+    for (k, v) in &env.metadata.headers {
+        user(k, v);
     }
 }
 
 /// Encodes an envelope as a binary-mode record: value = payload bytes, attributes in `ce_` headers.
+/// All header values share one buffer, so a record costs one allocation for all of them.
 pub fn encode_record(env: &Envelope) -> Record {
-    let mut vb = ValueBuf {
-        buf: bytes::BytesMut::with_capacity(
-            2 * 36
-                + time::MAX_LEN
-                + env.source.len()
-                + env.event_type.len()
-                + env.content_type.len()
-                + env.partition_key.as_ref().map_or(0, String::len)
-                + 16,
-        ),
-        spans: [("", 0, 0); 13],
-        len: 0,
-    };
-    vb.put_uuid(h::ID, &env.envelope_id);
-    vb.put(h::SOURCE, env.source.as_bytes());
-    vb.put(h::TYPE, env.event_type.as_bytes());
-    let mut tbuf = [0u8; time::MAX_LEN];
-    let tlen = time::format(&env.timestamp, &mut tbuf);
-    vb.put(h::TIME, &tbuf[..tlen]);
-    vb.put(h::CONTENT_TYPE, env.content_type.as_bytes());
-    vb.put_uuid(h::CORRELATION_ID, &env.correlation_id);
-    if let Some(c) = &env.causation_id {
-        vb.put_uuid(h::CAUSATION_ID, c);
-    }
-    if let Some(k) = &env.partition_key {
-        vb.put(h::PARTITION_KEY, k.as_bytes());
-    }
-    if let Some(s) = &env.schema_version {
-        vb.put(h::DATASCHEMA, s.as_bytes());
-    }
-    if let Some(t) = &env.metadata.traceparent {
-        vb.put(h::TRACEPARENT, t.as_bytes());
-    }
-    if let Some(t) = &env.metadata.tracestate {
-        vb.put(h::TRACESTATE, t.as_bytes());
-    }
-    if env.retry_count > 0 {
-        vb.put(h::RETRY_COUNT, env.retry_count.to_string().as_bytes());
-    }
-    if !env.metadata.tags.is_empty() {
-        vb.put(h::TAGS, &serde_json::to_vec(&env.metadata.tags).unwrap_or_default());
-    }
-    let all = vb.buf.freeze();
-    let spans = &vb.spans[..vb.len];
+    let mut buf = bytes::BytesMut::with_capacity(
+        3 + 2 * 36
+            + time::MAX_LEN
+            + env.source.len()
+            + env.event_type.len()
+            + env.content_type.len()
+            + env.partition_key.as_ref().map_or(0, String::len)
+            + 16,
+    );
+    // Spans on the stack: at most the 14 codec headers.
+    let mut spans = [("", 0u32, 0u32); h::RESERVED.len() + 1];
+    let mut n = 0;
+    let mut users = Vec::new();
+    for_each_header(
+        env,
+        |name, value| {
+            let start = buf.len() as u32;
+            buf.extend_from_slice(value);
+            spans[n] = (name, start, buf.len() as u32);
+            n += 1;
+        },
+        |name, value| users.push((name.to_string(), Bytes::copy_from_slice(value.as_bytes()))),
+    );
+    let all = buf.freeze();
+    let spans = &spans[..n];
     // The key shares the buffer with the `ce_partitionkey` header value.
-    let key = spans.iter().find(|(n, _, _)| *n == h::PARTITION_KEY).map(|(_, s, e)| all.slice(*s as usize..*e as usize));
-    let mut hs = Headers::with_capacity(1 + spans.len() + env.metadata.headers.len());
-    hs.push_static(h::SPECVERSION, Bytes::from_static(b"1.0"));
+    let key = spans.iter().find(|(name, _, _)| *name == h::PARTITION_KEY).map(|(_, s, e)| all.slice(*s as usize..*e as usize));
+    let mut hs = Headers::with_capacity(spans.len() + users.len());
     for (name, start, end) in spans {
         hs.push_static(name, all.slice(*start as usize..*end as usize));
     }
-    for (k, v) in &env.metadata.headers {
-        hs.push(k.clone(), Bytes::copy_from_slice(v.as_bytes()));
+    for (name, value) in users {
+        hs.push(name, value);
     }
     Record { key, value: env.payload.clone(), headers: hs }
 }
