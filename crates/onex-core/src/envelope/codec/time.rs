@@ -44,7 +44,7 @@ pub(super) fn format(t: &DateTime<Utc>, buf: &mut [u8; MAX_LEN]) -> usize {
     let naive = t.naive_utc();
     let (year, ordinal) = (naive.year(), naive.ordinal());
     let nanos = naive.nanosecond();
-    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
+    if !is_canonical(t) {
         let s = t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
         let n = s.len().min(MAX_LEN);
         buf[..n].copy_from_slice(&s.as_bytes()[..n]);
@@ -65,12 +65,7 @@ pub(super) fn format(t: &DateTime<Utc>, buf: &mut [u8; MAX_LEN]) -> usize {
     two(buf, 14, sod / 60 % 60);
     buf[16] = b':';
     two(buf, 17, sod % 60);
-    let digits = match nanos {
-        0 => 0,
-        n if n % 1_000_000 == 0 => 3,
-        n if n % 1_000 == 0 => 6,
-        _ => 9,
-    };
+    let digits = fraction_digits(nanos);
     let mut len = 19;
     if digits > 0 {
         buf[len] = b'.';
@@ -85,18 +80,25 @@ pub(super) fn format(t: &DateTime<Utc>, buf: &mut [u8; MAX_LEN]) -> usize {
     len + 1
 }
 
+/// Digits of the fraction AutoSi writes: none, milli, micro or nano.
+fn fraction_digits(nanos: u32) -> u32 {
+    match nanos {
+        0 => 0,
+        n if n % 1_000_000 == 0 => 3,
+        n if n % 1_000 == 0 => 6,
+        _ => 9,
+    }
+}
+
 /// The length [`format`] writes for `t`, without formatting the canonical cases.
 pub(super) fn formatted_len(t: &DateTime<Utc>) -> usize {
-    let naive = t.naive_utc();
-    let nanos = naive.nanosecond();
-    if !(0..=9999).contains(&naive.year()) || nanos >= 1_000_000_000 {
+    if !is_canonical(t) {
         return format(t, &mut [0u8; MAX_LEN]);
     }
-    20 + match nanos {
-        0 => 0,
-        n if n % 1_000_000 == 0 => 4,
-        n if n % 1_000 == 0 => 7,
-        _ => 10,
+    // `YYYY-MM-DDTHH:MM:SSZ`, plus `.` and the fraction when there is one.
+    match fraction_digits(t.nanosecond()) {
+        0 => 20,
+        d => 21 + d as usize,
     }
 }
 
