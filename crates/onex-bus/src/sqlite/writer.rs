@@ -148,13 +148,52 @@ impl WriterState {
         self.notify.notify_waiters();
     }
 
-    fn produce_batch(&mut self, jobs: Vec<ProduceJob>) {
-        if jobs.is_empty() {
-            return;
-        }
+    /// Commits `first` and every publish that arrives while its transaction is open, in ONE
+    /// transaction (group commit). Records are inserted as their publishes arrive, so the
+    /// inserts overlap the wait for the rest of the group instead of following it. The
+    /// transaction stays open while publishes are already queued, and for at most [`LINGER`]
+    /// (ended early by a [`LINGER_GAP`] lull) while fewer than `expected` (the previous
+    /// transaction's count) have come. Returns how many publishes it held and the first
+    /// command that is not a publish (it runs after the commit, keeping callers' order).
+    fn produce_group(&mut self, first: ProduceJob, rx: &mpsc::Receiver<Command>, expected: usize) -> (usize, Option<Command>) {
         let now = Utc::now();
         let ts = now.timestamp_micros();
-        let result = self.write(|tx, cache| append(tx, cache, &jobs, now, ts));
+        let mut jobs = vec![first];
+        let mut next = None;
+        let result = self.write(|tx, cache| {
+            let mut append = Append::new(tx, now, ts)?;
+            let mut outcomes = vec![append.job(cache, &jobs[0])?];
+            let deadline = Instant::now() + LINGER;
+            while jobs.len() < MAX_COMMANDS_PER_BATCH {
+                let cmd = match rx.try_recv() {
+                    Ok(c) => c,
+                    Err(mpsc::TryRecvError::Disconnected) => break,
+                    Err(mpsc::TryRecvError::Empty) => {
+                        let left = deadline.saturating_duration_since(Instant::now()).min(LINGER_GAP);
+                        if jobs.len() >= expected || left.is_zero() {
+                            break;
+                        }
+                        match rx.recv_timeout(left) {
+                            Ok(c) => c,
+                            Err(_) => break,
+                        }
+                    }
+                };
+                match cmd {
+                    Command::Produce(job) => {
+                        outcomes.push(append.job(cache, &job)?);
+                        jobs.push(job);
+                    }
+                    other => {
+                        next = Some(other);
+                        break;
+                    }
+                }
+            }
+            append.save_offsets(cache)?;
+            Ok(outcomes)
+        });
+        let held = jobs.len();
         match result {
             Ok(outcomes) => {
                 self.notify();
@@ -172,34 +211,39 @@ impl WriterState {
                 }
             }
         }
+        (held, next)
     }
 }
 
-/// Appends every job's records; a job whose topic is missing or whose partition is out of
-/// range fails alone, before any of its records is written.
-fn append(
-    tx: &Transaction<'_>,
-    cache: &mut TopicCache,
-    jobs: &[ProduceJob],
+/// Appends records inside one open transaction and remembers the partitions it moved.
+struct Append<'t> {
+    insert: rusqlite::CachedStatement<'t>,
+    tx: &'t Transaction<'t>,
+    dirty: Vec<i64>,
     now: DateTime<Utc>,
     ts: i64,
-) -> Result<Vec<Result<Vec<Receipt>>>> {
-    let mut insert = tx
-        .prepare_cached("INSERT INTO bus_records(id, ts, key, value, headers) VALUES (?1, ?2, ?3, ?4, ?5)")
-        .sql("preparing the insert")?;
-    let mut dirty: Vec<i64> = Vec::new();
-    let mut outcomes = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        if cache.load(tx, &job.topic)?.is_none() {
-            outcomes.push(Err(Error::not_found(format!("topic {:?} does not exist", job.topic)).with("topic", &job.topic)));
-            continue;
+}
+
+impl<'t> Append<'t> {
+    fn new(tx: &'t Transaction<'t>, now: DateTime<Utc>, ts: i64) -> Result<Self> {
+        let insert = tx
+            .prepare_cached("INSERT INTO bus_records(id, ts, key, value, headers) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .sql("preparing the insert")?;
+        Ok(Append { insert, tx, dirty: Vec::new(), now, ts })
+    }
+
+    /// Appends one job's records. A job whose topic is missing or whose partition is out of
+    /// range fails alone (the inner error), before any of its records is written; a SQLite
+    /// failure fails the transaction (the outer error).
+    fn job(&mut self, cache: &mut TopicCache, job: &ProduceJob) -> Result<Result<Vec<Receipt>>> {
+        if cache.load(self.tx, &job.topic)?.is_none() {
+            return Ok(Err(Error::not_found(format!("topic {:?} does not exist", job.topic)).with("topic", &job.topic)));
         }
         let topic = cache.topics.get_mut(&job.topic).expect("loaded above");
         let n = topic.partition_ids.len() as u32;
         if let Some(p) = job.records.iter().filter_map(|r| r.partition).find(|p| *p >= n) {
-            outcomes.push(Err(Error::rejected(format!("partition {p} does not exist in topic {:?} ({n} partitions)", job.topic))
+            return Ok(Err(Error::rejected(format!("partition {p} does not exist in topic {:?} ({n} partitions)", job.topic))
                 .with("topic", &job.topic)));
-            continue;
         }
         let mut receipts = Vec::with_capacity(job.records.len());
         for rec in &job.records {
@@ -224,25 +268,33 @@ fn append(
             let headers = encode_headers(&r.headers);
             // Counted as stored, the same measure retention subtracts.
             let stored = r.key.as_ref().map_or(0, |k| k.len()) + r.value.len() + headers.as_ref().map_or(0, Vec::len);
-            insert.execute(params![row_id(pid, offset), ts, r.key.as_deref(), &r.value[..], headers]).sql("appending a record")?;
+            self.insert
+                .execute(params![row_id(pid, offset), self.ts, r.key.as_deref(), &r.value[..], headers])
+                .sql("appending a record")?;
             part.next_offset += 1;
             part.bytes += stored as i64;
             if !part.dirty {
                 part.dirty = true;
-                dirty.push(pid);
+                self.dirty.push(pid);
             }
-            receipts.push(Receipt { topic: job.topic.clone(), partition: p, offset, timestamp: now });
+            receipts.push(Receipt { topic: job.topic.clone(), partition: p, offset, timestamp: self.now });
         }
-        outcomes.push(Ok(receipts));
+        Ok(Ok(receipts))
     }
-    let mut update =
-        tx.prepare_cached("UPDATE bus_partitions SET next_offset = ?1, bytes = ?2 WHERE id = ?3").sql("preparing the offset update")?;
-    for pid in dirty {
-        let part = cache.partitions.get_mut(&pid).expect("dirty partition is cached");
-        update.execute(params![part.next_offset as i64, part.bytes, pid]).sql("saving partition offsets")?;
-        part.dirty = false;
+
+    /// Persists the moved partitions' next offsets and sizes in the same transaction.
+    fn save_offsets(&mut self, cache: &mut TopicCache) -> Result<()> {
+        let mut update = self
+            .tx
+            .prepare_cached("UPDATE bus_partitions SET next_offset = ?1, bytes = ?2 WHERE id = ?3")
+            .sql("preparing the offset update")?;
+        for pid in self.dirty.drain(..) {
+            let part = cache.partitions.get_mut(&pid).expect("dirty partition is cached");
+            update.execute(params![part.next_offset as i64, part.bytes, pid]).sql("saving partition offsets")?;
+            part.dirty = false;
+        }
+        Ok(())
     }
-    Ok(outcomes)
 }
 
 /// The handle to the writer thread. Dropping the last handle lets the thread finish what is
@@ -321,75 +373,39 @@ const LINGER: Duration = Duration::from_micros(300);
 const LINGER_GAP: Duration = Duration::from_micros(60);
 
 /// Group commit that converges: publishers that each await their publish come back a few
-/// microseconds after the previous commit answered them. Waiting (at most [`LINGER`], and
-/// only while they keep arriving) until as many publishes are queued as the previous
-/// transaction had puts them in one transaction instead of splitting them between two.
-/// A lone publisher never waits (it expects one); a pipelining one, whose next publishes
-/// wait for this very commit, costs at most one [`LINGER_GAP`]. Returns the publishes in `batch`.
-fn linger(rx: &mpsc::Receiver<Command>, batch: &mut Vec<Command>, expected: usize) -> usize {
-    let mut produces = batch.iter().filter(|c| matches!(c, Command::Produce(_))).count();
-    if produces == 0 || produces >= expected {
-        return produces;
-    }
-    let deadline = Instant::now() + LINGER;
-    while produces < expected && batch.len() < MAX_COMMANDS_PER_BATCH {
-        let left = deadline.saturating_duration_since(Instant::now()).min(LINGER_GAP);
-        if left.is_zero() {
-            break;
-        }
-        match rx.recv_timeout(left) {
-            Ok(c) => {
-                produces += usize::from(matches!(c, Command::Produce(_)));
-                batch.push(c);
-            }
-            Err(_) => break,
-        }
-    }
-    produces
-}
-
+/// microseconds after the previous commit answered them, so a transaction waits (see
+/// [`WriterState::produce_group`]) for as many publishes as the previous one held instead of
+/// splitting them between two. A lone publisher never waits (it expects one); a pipelining
+/// one, whose next publishes wait for this very commit, costs at most one [`LINGER_GAP`].
 fn run(mut st: WriterState, rx: mpsc::Receiver<Command>) {
     let interval = st.config.retention_interval;
     let mut next_retention = Instant::now() + interval;
     // Publishes in the previous transaction: their callers are likely to publish again.
     let mut expected = 0;
+    let mut queued: Option<Command> = None;
     loop {
-        let wait = next_retention.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-        let first = match rx.recv_timeout(wait) {
-            Ok(c) => c,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if let Err(e) = super::retention::run(&mut st) {
-                    tracing::warn!(error = %e.report(), "sqlite retention pass failed; will retry");
-                }
-                next_retention = Instant::now() + interval;
-                continue;
+        if Instant::now() >= next_retention {
+            // Also under a steady stream of writes, which never lets the wait below time out.
+            if let Err(e) = super::retention::run(&mut st) {
+                tracing::warn!(error = %e.report(), "sqlite retention pass failed; will retry");
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            next_retention = Instant::now() + interval;
+        }
+        let cmd = match queued.take() {
+            Some(c) => c,
+            None => {
+                let wait = next_retention.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+                match rx.recv_timeout(wait) {
+                    Ok(c) => c,
+                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
         };
-        let mut batch = vec![first];
-        while batch.len() < MAX_COMMANDS_PER_BATCH {
-            match rx.try_recv() {
-                Ok(c) => batch.push(c),
-                Err(_) => break,
-            }
-        }
-        expected = linger(&rx, &mut batch, expected);
-        let mut produce = Vec::new();
-        let mut shutdown = false;
-        for cmd in batch {
-            match cmd {
-                Command::Produce(job) => produce.push(job),
-                Command::Call(job) => {
-                    // Keep the order callers saw: earlier publishes commit first.
-                    st.produce_batch(std::mem::take(&mut produce));
-                    job(&mut st);
-                }
-                Command::Shutdown => shutdown = true,
-            }
-        }
-        st.produce_batch(produce);
-        if shutdown {
-            break;
+        match cmd {
+            Command::Produce(job) => (expected, queued) = st.produce_group(job, &rx, expected),
+            Command::Call(job) => job(&mut st),
+            Command::Shutdown => break,
         }
     }
     // Fold the WAL into the main file so a reader without write access sees everything.

@@ -1,0 +1,145 @@
+//! Group commit on the sqlite transport: concurrent publishes share transactions, a publish
+//! returns only once its transaction committed (another connection sees it), and one
+//! publish's failure inside a shared transaction stays its own.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use onex_bus::sqlite::{SqliteConfig, SqliteTransport};
+use onex_bus::transport::{ProduceRecord, Transport};
+use onex_core::{ErrorKind, Record, TopicSpec};
+
+const PUBLISHERS: usize = 32;
+const ROUNDS: usize = 20;
+
+fn rec(key: String, value: String) -> ProduceRecord {
+    ProduceRecord::new(Record { key: Some(Bytes::from(key)), value: Bytes::from(value), headers: Default::default() })
+}
+
+async fn open(path: &Path) -> Arc<SqliteTransport> {
+    SqliteTransport::open(path, SqliteConfig::default()).await.unwrap()
+}
+
+/// A second transport on the same file sees everything acknowledged so far.
+async fn high_watermarks(path: &Path, topic: &str) -> Vec<u64> {
+    let other = open(path).await;
+    let info = other.admin().describe_topic(topic).await.unwrap();
+    other.close().await.unwrap();
+    info.partitions.iter().map(|p| p.high_watermark).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishes_share_transactions_and_return_after_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bus.db");
+    let t = open(&path).await;
+    t.admin().create_topic(TopicSpec::new("orders", 4)).await.unwrap();
+    let go = Arc::new(tokio::sync::Barrier::new(PUBLISHERS));
+    let tasks: Vec<_> = (0..PUBLISHERS)
+        .map(|w| {
+            let (t, go) = (t.clone(), go.clone());
+            tokio::spawn(async move {
+                go.wait().await;
+                let mut receipts = Vec::new();
+                for i in 0..ROUNDS {
+                    let r = t.produce("orders", vec![rec(format!("k{w}"), format!("{w}-{i}"))]).await.unwrap();
+                    receipts.push(r.into_iter().next().unwrap());
+                }
+                receipts
+            })
+        })
+        .collect();
+    let mut receipts = Vec::new();
+    for task in tasks {
+        receipts.extend(task.await.unwrap());
+    }
+    assert_eq!(receipts.len(), PUBLISHERS * ROUNDS);
+    // Every record of one transaction carries that transaction's append time.
+    let transactions: BTreeSet<_> = receipts.iter().map(|r| r.timestamp).collect();
+    assert!(
+        transactions.len() < receipts.len() / 2,
+        "{} publishes took {} transactions: concurrent publishes were not grouped",
+        receipts.len(),
+        transactions.len()
+    );
+    // Offsets per partition are dense and unique.
+    let mut per_partition = vec![Vec::new(); 4];
+    for r in &receipts {
+        per_partition[r.partition as usize].push(r.offset);
+    }
+    for (p, offsets) in per_partition.iter_mut().enumerate() {
+        offsets.sort_unstable();
+        assert_eq!(*offsets, (0..offsets.len() as u64).collect::<Vec<_>>(), "partition {p}");
+    }
+    let marks = high_watermarks(&path, "orders").await;
+    assert_eq!(marks, per_partition.iter().map(|o| o.len() as u64).collect::<Vec<_>>());
+    t.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_publish_is_visible_to_another_connection_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bus.db");
+    let t = open(&path).await;
+    t.admin().create_topic(TopicSpec::new("orders", 1)).await.unwrap();
+    for i in 0..5u64 {
+        let r = t.produce("orders", vec![rec("k".into(), format!("v{i}"))]).await.unwrap();
+        assert_eq!(r[0].offset, i);
+        assert_eq!(high_watermarks(&path, "orders").await, vec![i + 1], "publish {i} returned before its commit");
+    }
+    t.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_publish_in_a_shared_transaction_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bus.db");
+    let t = open(&path).await;
+    t.admin().create_topic(TopicSpec::new("orders", 2)).await.unwrap();
+    let go = Arc::new(tokio::sync::Barrier::new(3 * 8));
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        for kind in 0..3 {
+            let (t, go) = (t.clone(), go.clone());
+            tasks.push(tokio::spawn(async move {
+                go.wait().await;
+                let mut out = Vec::new();
+                for i in 0..10 {
+                    let r = match kind {
+                        0 => t.produce("orders", vec![rec(format!("k{w}"), format!("{i}"))]).await,
+                        1 => t.produce("no-such-topic", vec![rec(format!("k{w}"), format!("{i}"))]).await,
+                        _ => {
+                            let mut bad = rec(format!("k{w}"), format!("{i}"));
+                            bad.partition = Some(7);
+                            t.produce("orders", vec![bad]).await
+                        }
+                    };
+                    out.push((kind, r));
+                }
+                out
+            }));
+        }
+    }
+    let mut ok = 0;
+    for task in tasks {
+        for (kind, r) in task.await.unwrap() {
+            match kind {
+                0 => {
+                    r.unwrap();
+                    ok += 1;
+                }
+                1 => assert_eq!(r.unwrap_err().kind(), ErrorKind::NotFound),
+                _ => {
+                    let e = r.unwrap_err();
+                    assert_eq!(e.kind(), ErrorKind::Rejected);
+                    assert!(e.to_string().contains("partition 7 does not exist"), "{e}");
+                }
+            }
+        }
+    }
+    assert_eq!(ok, 80);
+    assert_eq!(high_watermarks(&path, "orders").await.iter().sum::<u64>(), 80, "only the good publishes were written");
+    t.close().await.unwrap();
+}
