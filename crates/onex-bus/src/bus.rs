@@ -93,8 +93,7 @@ impl BusCore {
 
     pub(crate) async fn produce_one(&self, topic: &str, rec: ProduceRecord) -> Result<Receipt> {
         self.ensure_topic(topic).await?;
-        let mut receipts = self.transport.produce(topic, vec![rec]).await?;
-        receipts.pop().ok_or_else(|| Error::protocol(format!("backend returned no receipt for a publish to {topic:?}")))
+        self.transport.produce_one(topic, rec).await
     }
 
     pub(crate) fn forget_topic(&self, topic: &str) {

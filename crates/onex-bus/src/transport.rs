@@ -162,6 +162,12 @@ pub trait Transport: Send + Sync + 'static {
     /// is [`onex_core::Error::NotFound`]; an oversize record is [`onex_core::Error::TooLarge`]
     /// and nothing of the batch is written.
     async fn produce(&self, topic: &str, records: Vec<ProduceRecord>) -> Result<Vec<Receipt>>;
+    /// Appends one record: [`Transport::produce`] of one, which a transport may do without
+    /// the two vectors (every `publish` is one record).
+    async fn produce_one(&self, topic: &str, record: ProduceRecord) -> Result<Receipt> {
+        let mut receipts = self.produce(topic, vec![record]).await?;
+        receipts.pop().ok_or_else(|| onex_core::Error::protocol(format!("backend returned no receipt for a publish to {topic:?}")))
+    }
     /// Joins `group` on `topic`. The first poll returns the initial assignment.
     async fn consumer(&self, group: &str, topic: &str, start: StartFrom) -> Result<Box<dyn TransportConsumer>>;
     /// Topic administration.

@@ -105,3 +105,26 @@ fn a_body_keeps_only_envelopes_that_decode_to_themselves() {
     assert!(body.envelope().is_none(), "encoded at once");
     assert_eq!(*body, encode_record(&clashing));
 }
+
+#[tokio::test]
+async fn a_bad_record_fails_its_call_and_stores_nothing_of_it() {
+    use onex_bus::transport::ProduceRecord;
+    let transport = MemoryTransport::new(MemoryConfig { max_message_bytes: 600, ..Default::default() });
+    transport.admin().create_topic(onex_core::TopicSpec::new("orders", 2)).await.unwrap();
+    let mut wrong_partition = ProduceRecord::from_envelope(envelope(1));
+    wrong_partition.partition = Some(2);
+    let err = transport.produce_one("orders", wrong_partition.clone()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Rejected, "{err}");
+    assert!(err.to_string().contains("partition 2 does not exist in topic \"orders\" (2 partitions)"), "{err}");
+    // In a batch, one bad record refuses the whole call.
+    let big = ProduceRecord::from_envelope(Envelope::new("orders.created.v1", &"x".repeat(700)).unwrap());
+    for batch in [vec![ProduceRecord::from_envelope(envelope(2)), wrong_partition], vec![ProduceRecord::from_envelope(envelope(3)), big]] {
+        assert!(transport.produce("orders", batch).await.is_err());
+    }
+    let err = transport.produce_one("missing", ProduceRecord::from_envelope(envelope(4))).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    let info = transport.admin().describe_topic("orders").await.unwrap();
+    assert_eq!(info.partitions.iter().map(|p| p.high_watermark).sum::<u64>(), 0, "nothing stored");
+    let receipt = transport.produce_one("orders", ProduceRecord::from_envelope(envelope(5))).await.unwrap();
+    assert_eq!((receipt.topic.as_str(), receipt.offset), ("orders", 0));
+}

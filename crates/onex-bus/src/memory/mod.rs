@@ -125,6 +125,45 @@ impl MemoryTransport {
     }
 }
 
+impl MemoryTransport {
+    /// Size and explicit partition of a record about to be appended to `t`.
+    fn check(&self, t: &Topic, r: &ProduceRecord) -> Result<()> {
+        let size = r.record.byte_len();
+        if size > self.config.max_message_bytes {
+            return Err(Error::too_large(format!("record for topic {:?}", &*t.name), size as u64, self.config.max_message_bytes as u64));
+        }
+        match r.partition {
+            Some(p) if p >= t.partitions.len() as u32 => {
+                Err(Error::rejected(format!("partition {p} does not exist in topic {:?} ({} partitions)", &*t.name, t.partitions.len())))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Topic {
+    /// Appends a checked record; waking consumers is the caller's (once per call).
+    fn append(&self, r: ProduceRecord, now: DateTime<Utc>) -> Receipt {
+        let n = self.partitions.len() as u32;
+        let p = match (r.partition, &r.key) {
+            (Some(p), _) => p,
+            (None, Some(k)) => partition_for_key(k, n),
+            (None, None) => self.round_robin.fetch_add(1, Ordering::Relaxed) % n,
+        };
+        let mut log = self.partitions[p as usize].lock();
+        let offset = log.end();
+        log.records.push_back(Stored { timestamp: now, record: Arc::new(r.record) });
+        if let Some(max) = self.retention {
+            while log.records.len() > max {
+                log.records.pop_front();
+                log.base += 1;
+            }
+        }
+        drop(log);
+        Receipt { topic: self.name.to_string(), partition: p, offset, timestamp: now }
+    }
+}
+
 fn parse_num<T: std::str::FromStr>(k: &str, v: &str) -> Result<T> {
     v.parse().map_err(|_| Error::config(format!("option {k}={v:?} is not a number")))
 }
@@ -206,40 +245,21 @@ impl Transport for MemoryTransport {
 
     async fn produce(&self, topic: &str, records: Vec<ProduceRecord>) -> Result<Vec<Receipt>> {
         let t = self.topic(topic)?;
-        let n = t.partitions.len() as u32;
         for r in &records {
-            let size = r.record.byte_len();
-            if size > self.config.max_message_bytes {
-                return Err(Error::too_large(format!("record for topic {topic:?}"), size as u64, self.config.max_message_bytes as u64));
-            }
-            if let Some(p) = r.partition {
-                if p >= n {
-                    return Err(Error::rejected(format!("partition {p} does not exist in topic {topic:?} ({n} partitions)")));
-                }
-            }
+            self.check(&t, r)?;
         }
         let now = Utc::now();
-        let mut receipts = Vec::with_capacity(records.len());
-        for r in records {
-            let p = match (r.partition, &r.key) {
-                (Some(p), _) => p,
-                (None, Some(k)) => partition_for_key(k, n),
-                (None, None) => t.round_robin.fetch_add(1, Ordering::Relaxed) % n,
-            };
-            let mut log = t.partitions[p as usize].lock();
-            let offset = log.end();
-            log.records.push_back(Stored { timestamp: now, record: Arc::new(r.record) });
-            if let Some(max) = t.retention {
-                while log.records.len() > max {
-                    log.records.pop_front();
-                    log.base += 1;
-                }
-            }
-            drop(log);
-            receipts.push(Receipt { topic: topic.to_string(), partition: p, offset, timestamp: now });
-        }
+        let receipts = records.into_iter().map(|r| t.append(r, now)).collect();
         t.notify.notify_waiters();
         Ok(receipts)
+    }
+
+    async fn produce_one(&self, topic: &str, record: ProduceRecord) -> Result<Receipt> {
+        let t = self.topic(topic)?;
+        self.check(&t, &record)?;
+        let receipt = t.append(record, Utc::now());
+        t.notify.notify_waiters();
+        Ok(receipt)
     }
 
     async fn consumer(&self, group: &str, topic: &str, start: StartFrom) -> Result<Box<dyn TransportConsumer>> {
