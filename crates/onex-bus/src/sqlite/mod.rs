@@ -37,6 +37,7 @@
 //! ```
 
 mod admin;
+mod checkpoint;
 mod codec;
 mod config;
 mod consumer;
@@ -100,7 +101,7 @@ impl SqliteTransport {
         .await
         .map_err(|e| Error::initialization(format!("opening the sqlite bus failed: {e}")))??;
         let notify = Arc::new(Notify::new());
-        let writer = Writer::start(writer_conn, config.clone(), notify.clone(), &path.display().to_string())?;
+        let writer = Writer::start(writer_conn, config.clone(), notify.clone(), &path)?;
         tracing::debug!(path = %path.display(), sync = config.sync.as_str(), "opened sqlite bus");
         Ok(Arc::new(SqliteTransport { shared: Arc::new(Shared { path, config, writer, notify, reader: Arc::new(Mutex::new(reader)) }) }))
     }

@@ -18,6 +18,7 @@ use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use tokio::sync::{oneshot, Notify};
 
+use super::checkpoint::{self, Checkpointer, WAL_PAGES_CHECKPOINT, WAL_PAGES_LIMIT};
 use super::codec::{encode_headers, row_id, SqlContext, MAX_OFFSET};
 use super::config::SqliteConfig;
 use crate::partitioner::partition_for_key;
@@ -113,6 +114,9 @@ pub(crate) struct WriterState {
     data_version: i64,
     notify: Arc<Notify>,
     pub(crate) config: Arc<SqliteConfig>,
+    checkpointer: Checkpointer,
+    /// WAL size when the writer last checkpointed itself (see [`checkpoint`]).
+    wal_pages_at_own_checkpoint: i32,
 }
 
 impl WriterState {
@@ -130,7 +134,10 @@ impl WriterState {
         }
         match f(&tx, cache) {
             Ok(v) => match tx.commit() {
-                Ok(()) => Ok(v),
+                Ok(()) => {
+                    self.after_commit();
+                    Ok(v)
+                }
                 Err(e) => {
                     cache.clear();
                     Err(super::codec::sql_error("committing", e))
@@ -140,6 +147,22 @@ impl WriterState {
                 cache.clear();
                 Err(e)
             }
+        }
+    }
+
+    /// Keeps the WAL bounded without checkpointing inside a commit (see [`checkpoint`]).
+    fn after_commit(&mut self) {
+        let pages = checkpoint::wal_pages();
+        if pages >= WAL_PAGES_LIMIT && pages >= self.wal_pages_at_own_checkpoint + WAL_PAGES_CHECKPOINT {
+            self.wal_pages_at_own_checkpoint = pages;
+            if let Err(e) = checkpoint::checkpoint(&self.conn) {
+                tracing::debug!(error = %e.report(), pages, "WAL checkpoint on the writer failed; retried after more commits");
+            }
+        } else if pages >= WAL_PAGES_CHECKPOINT {
+            self.checkpointer.nudge();
+        }
+        if pages < WAL_PAGES_LIMIT {
+            self.wal_pages_at_own_checkpoint = 0;
         }
     }
 
@@ -317,9 +340,12 @@ impl std::fmt::Debug for Command {
 
 impl Writer {
     /// Starts the writer thread on `conn`.
-    pub(crate) fn start(conn: Connection, config: Arc<SqliteConfig>, notify: Arc<Notify>, name: &str) -> Result<Writer> {
+    pub(crate) fn start(conn: Connection, config: Arc<SqliteConfig>, notify: Arc<Notify>, path: &std::path::Path) -> Result<Writer> {
+        let name = path.display().to_string();
         let data_version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0)).sql("reading the data version")?;
-        let state = WriterState { conn, cache: TopicCache::default(), data_version, notify, config };
+        let checkpointer = Checkpointer::start(path, config.sync.pragma(), &name)?;
+        let state =
+            WriterState { conn, cache: TopicCache::default(), data_version, notify, config, checkpointer, wal_pages_at_own_checkpoint: 0 };
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(format!("onex-sqlite-writer:{name}"))
@@ -378,6 +404,8 @@ const LINGER_GAP: Duration = Duration::from_micros(60);
 /// splitting them between two. A lone publisher never waits (it expects one); a pipelining
 /// one, whose next publishes wait for this very commit, costs at most one [`LINGER_GAP`].
 fn run(mut st: WriterState, rx: mpsc::Receiver<Command>) {
+    // On this thread: the hook notes the WAL size where `after_commit` reads it.
+    checkpoint::install_hook(&st.conn);
     let interval = st.config.retention_interval;
     let mut next_retention = Instant::now() + interval;
     // Publishes in the previous transaction: their callers are likely to publish again.
@@ -409,5 +437,7 @@ fn run(mut st: WriterState, rx: mpsc::Receiver<Command>) {
         }
     }
     // Fold the WAL into the main file so a reader without write access sees everything.
-    let _ = st.conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
+    let WriterState { conn, checkpointer, .. } = st;
+    drop(checkpointer);
+    let _ = checkpoint::checkpoint(&conn);
 }
