@@ -143,3 +143,53 @@ async fn a_failing_publish_in_a_shared_transaction_fails_alone() {
     assert_eq!(high_watermarks(&path, "orders").await.iter().sum::<u64>(), 80, "only the good publishes were written");
     t.close().await.unwrap();
 }
+
+/// Commits do not checkpoint (the writer's automatic checkpoint is off); a background thread
+/// copies the WAL into the database file while the transport stays open and publishing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_is_checkpointed_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bus.db");
+    let t = open(&path).await;
+    t.admin().create_topic(TopicSpec::new("big", 4)).await.unwrap();
+    let value = "v".repeat(1000);
+    for batch in 0..100 {
+        let records = (0..100).map(|i| rec(format!("k{i}"), format!("{batch}-{i}-{value}"))).collect();
+        t.produce("big", records).await.unwrap();
+    }
+    // 10 MB of records: ~2,500 WAL pages, past the 1,000-page nudge.
+    let db_size = || std::fs::metadata(&path).unwrap().len();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while db_size() < 5_000_000 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(db_size() >= 5_000_000, "database file is {} bytes: nothing was checkpointed while open", db_size());
+    assert_eq!(high_watermarks(&path, "big").await.iter().sum::<u64>(), 10_000);
+    t.close().await.unwrap();
+    let reopened = open(&path).await;
+    assert_eq!(reopened.admin().describe_topic("big").await.unwrap().partitions.iter().map(|p| p.high_watermark).sum::<u64>(), 10_000);
+    reopened.close().await.unwrap();
+}
+
+/// Under a steady write load the WAL rewinds: past 20,000 pages the writer checkpoints the
+/// little the background thread has not copied, and the next transaction starts the WAL over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_stays_bounded_under_a_steady_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bus.db");
+    let wal = dir.path().join("bus.db-wal");
+    let t = open(&path).await;
+    t.admin().create_topic(TopicSpec::new("big", 4)).await.unwrap();
+    let value = "v".repeat(4000);
+    let mut largest = 0;
+    // ~160 MB of records, twice the 20,000-page (~80 MB) limit, with no pause.
+    for batch in 0..400 {
+        let records = (0..100).map(|i| rec(format!("k{i}"), format!("{batch}-{i}-{value}"))).collect();
+        t.produce("big", records).await.unwrap();
+        largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+    }
+    eprintln!("largest WAL: {largest} bytes");
+    assert!(largest < 110_000_000, "the WAL grew to {largest} bytes");
+    assert_eq!(high_watermarks(&path, "big").await.iter().sum::<u64>(), 40_000);
+    t.close().await.unwrap();
+}
