@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use onex_core::envelope::encode_record;
 use onex_core::{
     validate_topic, Envelope, Error, EventBus, EventMessage, HealthStatus, IdempotencyStore, PayloadValidator, Receipt, Result,
     Subscription, SubscriptionId, TopicAdmin, TopicSpec,
@@ -216,14 +215,8 @@ impl EventBus for TransportBus {
     }
 
     async fn publish_envelope(&self, env: &Envelope, topic: &str) -> Result<Receipt> {
-        // Transports that take envelopes skip building a `Record`: memory keeps the envelope
-        // (encoded only if someone reads the bytes), Kafka writes its headers straight from it.
-        let rec = if self.core.transport.features().takes_envelopes {
-            ProduceRecord::from_envelope(env.clone())
-        } else {
-            ProduceRecord::new(encode_record(env))
-        };
-        self.core.produce_one(topic, rec).await
+        self.core.ensure_topic(topic).await?;
+        self.core.transport.produce_envelope(topic, env).await
     }
 
     async fn subscribe(&self, sub: Subscription) -> Result<SubscriptionId> {

@@ -143,11 +143,6 @@ pub struct TransportFeatures {
     pub persistent: bool,
     /// Several processes can share topics and groups.
     pub multi_process: bool,
-    /// `publish_envelope` hands this transport the envelope itself
-    /// ([`ProduceRecord::from_envelope`]) rather than an encoded [`Record`]: cheaper for a
-    /// transport that keeps it (memory: consumers in the process get it without an
-    /// encode/decode trip) or writes the headers its own way (Kafka: librdkafka headers).
-    pub takes_envelopes: bool,
 }
 
 /// A backend: topics with partitions, append, group consumers, admin.
@@ -167,6 +162,13 @@ pub trait Transport: Send + Sync + 'static {
     async fn produce_one(&self, topic: &str, record: ProduceRecord) -> Result<Receipt> {
         let mut receipts = self.produce(topic, vec![record]).await?;
         receipts.pop().ok_or_else(|| onex_core::Error::protocol(format!("backend returned no receipt for a publish to {topic:?}")))
+    }
+    /// Appends one envelope in CloudEvents binary mode, routed by its partition key. The
+    /// default encodes it ([`encode_record`]) and calls [`Transport::produce_one`]; memory
+    /// keeps it unencoded ([`RecordBody::from_envelope`]), Kafka writes its headers straight
+    /// from the borrow.
+    async fn produce_envelope(&self, topic: &str, env: &Envelope) -> Result<Receipt> {
+        self.produce_one(topic, ProduceRecord::new(encode_record(env))).await
     }
     /// Joins `group` on `topic`. The first poll returns the initial assignment.
     async fn consumer(&self, group: &str, topic: &str, start: StartFrom) -> Result<Box<dyn TransportConsumer>>;

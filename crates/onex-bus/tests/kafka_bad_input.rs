@@ -86,6 +86,11 @@ async fn record_over_the_max_size_is_too_large_and_nothing_is_written() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TooLarge, "one byte over 1 MiB: {err}");
+    // An envelope is measured as encoded (payload + headers), before anything is sent.
+    let env = onex_core::Envelope::from_json_bytes("x.y.v1", Bytes::from(format!("\"{}\"", "x".repeat(1024 * 1024 - 100)))).unwrap();
+    let err = bus.publish_envelope(&env, &topic).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooLarge, "payload under 1 MiB, headers take it over: {err}");
+    assert_eq!(t.admin().describe_topic(&topic).await.unwrap().retained(), 0, "nothing was written");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

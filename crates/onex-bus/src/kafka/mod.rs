@@ -30,21 +30,19 @@ mod consumer;
 mod context;
 mod errors;
 mod member;
+mod produce;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use onex_core::envelope::for_each_header;
 use onex_core::{Error, HealthStatus, Receipt, Result, StartFrom, TopicAdmin};
 use parking_lot::Mutex;
 use rdkafka::admin::AdminClient;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 
 pub use self::admin::KafkaAdmin;
@@ -240,51 +238,6 @@ impl KafkaTransport {
             Err(e) => tracing::error!(error = %e, "the Kafka producer hit a fatal error and a new one could not be created"),
         }
     }
-
-    fn check_sizes(&self, topic: &str, records: &[ProduceRecord], partitions: u32) -> Result<()> {
-        for r in records {
-            let size = r.record.byte_len();
-            if size > self.config.max_message_bytes {
-                return Err(Error::too_large(
-                    format!("record for topic {topic:?} is over max_message_bytes (raise it in the URL and the topic's max.message.bytes, or send smaller records)"),
-                    size as u64,
-                    self.config.max_message_bytes as u64,
-                ));
-            }
-            if let Some(p) = r.partition {
-                if p >= partitions {
-                    return Err(Error::rejected(format!("partition {p} does not exist in topic {topic:?} ({partitions} partitions)"))
-                        .with("topic", topic));
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The binary-mode headers of `env`, as `encode_record` would write them (one definition:
-/// [`for_each_header`]).
-fn envelope_headers(env: &onex_core::Envelope) -> OwnedHeaders {
-    let hs = std::cell::Cell::new(Some(OwnedHeaders::new_with_capacity(10 + env.metadata.headers.len())));
-    let add = |key: &str, value: &[u8]| hs.set(hs.take().map(|h| h.insert(Header { key, value: Some(value) })));
-    for_each_header(env, add, |k, v| add(k, v.as_bytes()));
-    hs.take().unwrap_or_default()
-}
-
-fn record_headers(headers: &onex_core::Headers) -> Option<OwnedHeaders> {
-    if headers.is_empty() {
-        return None;
-    }
-    let mut hs = OwnedHeaders::new_with_capacity(headers.len());
-    for (name, value) in headers.iter() {
-        hs = hs.insert(Header { key: name, value: Some(&value[..]) });
-    }
-    Some(hs)
-}
-
-fn receipt(topic: &str, partition: i32, offset: i64, ts: rdkafka::Timestamp) -> Receipt {
-    let timestamp = ts.to_millis().and_then(DateTime::<Utc>::from_timestamp_millis).unwrap_or_else(Utc::now);
-    Receipt { topic: topic.to_string(), partition: partition.max(0) as u32, offset: offset.max(0) as u64, timestamp }
 }
 
 #[async_trait]
@@ -294,70 +247,15 @@ impl Transport for KafkaTransport {
     }
 
     fn features(&self) -> TransportFeatures {
-        TransportFeatures { persistent: true, multi_process: true, takes_envelopes: true }
+        TransportFeatures { persistent: true, multi_process: true }
     }
 
     async fn produce(&self, topic: &str, records: Vec<ProduceRecord>) -> Result<Vec<Receipt>> {
-        onex_core::validate_topic(topic)?;
-        let partitions = self.admin.partition_count(topic).await?;
-        self.check_sizes(topic, &records, partitions)?;
-        let brokers = &self.config.brokers;
-        let what = || format!("publishing to {topic:?}");
-        let producer = self.producer.read().clone();
-        let mut deliveries = Vec::with_capacity(records.len());
-        for r in &records {
-            // An envelope's headers go straight into librdkafka's (which copies them anyway),
-            // without an encoded `Record` in between.
-            let (payload, headers) = match r.record.envelope() {
-                Some(env) => (&env.payload, Some(envelope_headers(env))),
-                None => (&r.record.value, record_headers(&r.record.headers)),
-            };
-            let mut rec = FutureRecord::to(topic).payload(&payload[..]);
-            if let Some(k) = &r.key {
-                rec = rec.key(&k[..]);
-            }
-            if let Some(p) = r.partition {
-                rec = rec.partition(p as i32);
-            }
-            if let Some(hs) = headers {
-                rec = rec.headers(hs);
-            }
-            // The clock is read only once the local queue is full (the rare, slow case).
-            let mut started = None;
-            loop {
-                match producer.send_result(rec) {
-                    Ok(delivery) => {
-                        deliveries.push(delivery);
-                        break;
-                    }
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
-                        if started.get_or_insert_with(Instant::now).elapsed() < ENQUEUE_TIMEOUT =>
-                    {
-                        rec = back; // the local queue is full: let in-flight records drain
-                        tokio::time::sleep(Duration::from_millis(2)).await;
-                    }
-                    Err((e, _)) => return Err(errors::from_kafka(e, &what(), brokers).with("topic", topic)),
-                }
-            }
-        }
-        // Deliveries complete in order per partition; awaiting them one after another costs
-        // no more wall time than joining them, without join_all's allocations.
-        let mut receipts = Vec::with_capacity(deliveries.len());
-        for delivery in deliveries {
-            match delivery.await {
-                Ok(Ok(d)) => receipts.push(receipt(topic, d.partition, d.offset, d.timestamp)),
-                Ok(Err((e, _))) => {
-                    self.replace_broken_producer(&producer, &e);
-                    let err = errors::from_kafka(e, &what(), brokers).with("topic", topic);
-                    if err.kind() == onex_core::ErrorKind::NotFound {
-                        self.admin.forget(topic);
-                    }
-                    return Err(err);
-                }
-                Err(_) => return Err(Error::shutdown(format!("{}: the producer was closed before the broker answered", what()))),
-            }
-        }
-        Ok(receipts)
+        self.produce_records(topic, records).await
+    }
+
+    async fn produce_envelope(&self, topic: &str, env: &onex_core::Envelope) -> Result<Receipt> {
+        self.send_envelope(topic, env).await
     }
 
     async fn consumer(&self, group: &str, topic: &str, start: StartFrom) -> Result<Box<dyn TransportConsumer>> {

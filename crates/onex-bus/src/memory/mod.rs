@@ -240,7 +240,7 @@ impl Transport for MemoryTransport {
     }
 
     fn features(&self) -> TransportFeatures {
-        TransportFeatures { persistent: false, multi_process: false, takes_envelopes: true }
+        TransportFeatures { persistent: false, multi_process: false }
     }
 
     async fn produce(&self, topic: &str, records: Vec<ProduceRecord>) -> Result<Vec<Receipt>> {
@@ -260,6 +260,11 @@ impl Transport for MemoryTransport {
         let receipt = t.append(record, Utc::now());
         t.notify.notify_waiters();
         Ok(receipt)
+    }
+
+    async fn produce_envelope(&self, topic: &str, env: &onex_core::Envelope) -> Result<Receipt> {
+        // Kept unencoded: consumers in this process get a clone, without an encode/decode trip.
+        self.produce_one(topic, ProduceRecord::from_envelope(env.clone())).await
     }
 
     async fn consumer(&self, group: &str, topic: &str, start: StartFrom) -> Result<Box<dyn TransportConsumer>> {

@@ -144,7 +144,7 @@ impl Transport for SqliteTransport {
     }
 
     fn features(&self) -> TransportFeatures {
-        TransportFeatures { persistent: true, multi_process: true, takes_envelopes: false }
+        TransportFeatures { persistent: true, multi_process: true }
     }
 
     async fn produce(&self, topic: &str, records: Vec<ProduceRecord>) -> Result<Vec<Receipt>> {

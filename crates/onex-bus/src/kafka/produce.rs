@@ -1,0 +1,154 @@
+//! Sending: records and envelopes into librdkafka, delivery reports into receipts.
+//!
+//! An envelope is written straight from the caller's borrow: its binary-mode headers go into
+//! librdkafka's (which copies them anyway) and its payload and partition key are borrowed,
+//! so a publish clones, boxes and encodes nothing on the way.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use onex_core::envelope::{encoded_len, for_each_header};
+use onex_core::{Envelope, Error, Receipt, Result};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+
+use super::context::KafkaClientContext;
+use super::{errors, KafkaTransport, ENQUEUE_TIMEOUT};
+use crate::transport::ProduceRecord;
+
+type Producer = FutureProducer<KafkaClientContext>;
+
+impl KafkaTransport {
+    /// [`crate::transport::Transport::produce`]: enqueues the whole batch, then awaits every
+    /// delivery.
+    pub(super) async fn produce_records(&self, topic: &str, records: Vec<ProduceRecord>) -> Result<Vec<Receipt>> {
+        onex_core::validate_topic(topic)?;
+        let partitions = self.admin.partition_count(topic).await?;
+        for r in &records {
+            self.check(topic, r.record.byte_len(), r.partition, partitions)?;
+        }
+        let producer = self.producer.read().clone();
+        let mut deliveries = Vec::with_capacity(records.len());
+        for r in &records {
+            // An envelope's headers go straight into librdkafka's, without an encoded
+            // `Record` in between.
+            let (payload, headers) = match r.record.envelope() {
+                Some(env) => (&env.payload, Some(envelope_headers(env))),
+                None => (&r.record.value, record_headers(&r.record.headers)),
+            };
+            let mut rec = FutureRecord::to(topic).payload(&payload[..]);
+            if let Some(k) = &r.key {
+                rec = rec.key(&k[..]);
+            }
+            if let Some(p) = r.partition {
+                rec = rec.partition(p as i32);
+            }
+            if let Some(hs) = headers {
+                rec = rec.headers(hs);
+            }
+            deliveries.push(self.enqueue(&producer, topic, rec).await?);
+        }
+        // Deliveries complete in order per partition; awaiting them one after another costs
+        // no more wall time than joining them, without join_all's allocations.
+        let mut receipts = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            receipts.push(self.settle(&producer, topic, delivery).await?);
+        }
+        Ok(receipts)
+    }
+
+    /// [`crate::transport::Transport::produce_envelope`]: one envelope, from the borrow.
+    pub(super) async fn send_envelope(&self, topic: &str, env: &Envelope) -> Result<Receipt> {
+        onex_core::validate_topic(topic)?;
+        let partitions = self.admin.partition_count(topic).await?;
+        self.check(topic, encoded_len(env), None, partitions)?;
+        let producer = self.producer.read().clone();
+        let mut rec = FutureRecord::to(topic).payload(&env.payload[..]).headers(envelope_headers(env));
+        if let Some(k) = &env.partition_key {
+            rec = rec.key(k.as_bytes());
+        }
+        let delivery = self.enqueue(&producer, topic, rec).await?;
+        self.settle(&producer, topic, delivery).await
+    }
+
+    /// Size and explicit partition of a record about to be sent; nothing is sent on failure.
+    fn check(&self, topic: &str, size: usize, partition: Option<u32>, partitions: u32) -> Result<()> {
+        if size > self.config.max_message_bytes {
+            return Err(Error::too_large(
+                format!("record for topic {topic:?} is over max_message_bytes (raise it in the URL and the topic's max.message.bytes, or send smaller records)"),
+                size as u64,
+                self.config.max_message_bytes as u64,
+            ));
+        }
+        match partition {
+            Some(p) if p >= partitions => {
+                Err(Error::rejected(format!("partition {p} does not exist in topic {topic:?} ({partitions} partitions)"))
+                    .with("topic", topic))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Hands one record to librdkafka, waiting (at most [`ENQUEUE_TIMEOUT`]) while its local
+    /// queue is full.
+    async fn enqueue(&self, producer: &Producer, topic: &str, mut rec: FutureRecord<'_, [u8], [u8]>) -> Result<DeliveryFuture> {
+        // The clock is read only once the local queue is full (the rare, slow case).
+        let mut started = None;
+        loop {
+            match producer.send_result(rec) {
+                Ok(delivery) => return Ok(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                    if started.get_or_insert_with(Instant::now).elapsed() < ENQUEUE_TIMEOUT =>
+                {
+                    rec = back; // let in-flight records drain
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err((e, _)) => {
+                    return Err(errors::from_kafka(e, &format!("publishing to {topic:?}"), &self.config.brokers).with("topic", topic))
+                }
+            }
+        }
+    }
+
+    /// Waits for the broker's acknowledgement of one record.
+    async fn settle(&self, producer: &Producer, topic: &str, delivery: DeliveryFuture) -> Result<Receipt> {
+        match delivery.await {
+            Ok(Ok(d)) => Ok(receipt(topic, d.partition, d.offset, d.timestamp)),
+            Ok(Err((e, _))) => {
+                self.replace_broken_producer(producer, &e);
+                let err = errors::from_kafka(e, &format!("publishing to {topic:?}"), &self.config.brokers).with("topic", topic);
+                if err.kind() == onex_core::ErrorKind::NotFound {
+                    self.admin.forget(topic);
+                }
+                Err(err)
+            }
+            Err(_) => Err(Error::shutdown(format!("publishing to {topic:?}: the producer was closed before the broker answered"))),
+        }
+    }
+}
+
+/// The binary-mode headers of `env`, as `encode_record` would write them (one definition:
+/// [`for_each_header`]).
+fn envelope_headers(env: &onex_core::Envelope) -> OwnedHeaders {
+    let hs = std::cell::Cell::new(Some(OwnedHeaders::new_with_capacity(10 + env.metadata.headers.len())));
+    let add = |key: &str, value: &[u8]| hs.set(hs.take().map(|h| h.insert(Header { key, value: Some(value) })));
+    for_each_header(env, add, |k, v| add(k, v.as_bytes()));
+    hs.take().unwrap_or_default()
+}
+
+fn record_headers(headers: &onex_core::Headers) -> Option<OwnedHeaders> {
+    if headers.is_empty() {
+        return None;
+    }
+    let mut hs = OwnedHeaders::new_with_capacity(headers.len());
+    for (name, value) in headers.iter() {
+        hs = hs.insert(Header { key: name, value: Some(&value[..]) });
+    }
+    Some(hs)
+}
+
+fn receipt(topic: &str, partition: i32, offset: i64, ts: rdkafka::Timestamp) -> Receipt {
+    let timestamp = ts.to_millis().and_then(DateTime::<Utc>::from_timestamp_millis).unwrap_or_else(Utc::now);
+    Receipt { topic: topic.to_string(), partition: partition.max(0) as u32, offset: offset.max(0) as u64, timestamp }
+}
