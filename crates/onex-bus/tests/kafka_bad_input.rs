@@ -116,3 +116,19 @@ async fn several_brokers_in_the_url_work_when_one_answers() {
     let bus = onex_bus::connect(&format!("kafka://127.0.0.1:1?bootstrap.servers=127.0.0.1:1,{brokers}")).await.unwrap();
     assert!(bus.health_check().await.unwrap().healthy);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_topic_name_is_a_config_error_before_the_broker_is_asked() {
+    if require_broker().is_none() {
+        return;
+    }
+    let t = transport("").await;
+    let env = onex_core::Envelope::new("x.y.v1", &1).unwrap();
+    for bad in ["", "has space", "ünïcode", &"x".repeat(250)] {
+        let err = t.produce(bad, vec![ProduceRecord::default()]).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config, "{bad:?}: {err}");
+        assert!(err.to_string().contains("invalid topic name"), "{err}");
+        let err = t.produce_envelope(bad, &env).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config, "{bad:?}: {err}");
+    }
+}

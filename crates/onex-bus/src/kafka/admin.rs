@@ -69,11 +69,14 @@ impl KafkaAdmin {
             })
     }
 
-    /// Partition count of `topic` (cached), or `NotFound`.
+    /// Partition count of `topic` (cached), or `NotFound`; an invalid name is refused before
+    /// the broker is asked. Only valid names enter the cache, so a hit needs no check: every
+    /// produce call asks this first.
     pub(crate) async fn partition_count(&self, topic: &str) -> Result<u32> {
         if let Some(n) = self.partition_counts.read().get(topic) {
             return Ok(*n);
         }
+        onex_core::validate_topic(topic)?;
         let n = self.fetch_partition_count(topic).await?;
         self.partition_counts.write().insert(topic.to_string(), n);
         Ok(n)

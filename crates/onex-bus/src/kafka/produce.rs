@@ -23,8 +23,7 @@ impl KafkaTransport {
     /// [`crate::transport::Transport::produce`]: enqueues the whole batch, then awaits every
     /// delivery.
     pub(super) async fn produce_records(&self, topic: &str, records: Vec<ProduceRecord>) -> Result<Vec<Receipt>> {
-        onex_core::validate_topic(topic)?;
-        let partitions = self.admin.partition_count(topic).await?;
+        let partitions = self.admin.partition_count(topic).await?; // also checks the name
         for r in &records {
             self.check(topic, r.record.byte_len(), r.partition, partitions)?;
         }
@@ -60,8 +59,7 @@ impl KafkaTransport {
 
     /// [`crate::transport::Transport::produce_envelope`]: one envelope, from the borrow.
     pub(super) async fn send_envelope(&self, topic: &str, env: &Envelope) -> Result<Receipt> {
-        onex_core::validate_topic(topic)?;
-        let partitions = self.admin.partition_count(topic).await?;
+        let partitions = self.admin.partition_count(topic).await?; // also checks the name
         self.check(topic, encoded_len(env), None, partitions)?;
         let producer = self.producer.read().clone();
         let mut rec = FutureRecord::to(topic).payload(&env.payload[..]).headers(envelope_headers(env));
