@@ -7,7 +7,9 @@
 //! expire when a process dies.
 //!
 //! - **Publishing** goes through one writer thread per transport that commits everything
-//!   queued in one transaction (group commit); `produce` returns after that commit.
+//!   queued in one transaction (group commit); `produce` returns after that commit. WAL
+//!   checkpoints run on a thread of their own, not inside a publish's commit (see
+//!   `checkpoint.rs`).
 //! - **Durability** (`sync=`): `normal` (default) — an acknowledged publish survives a crash
 //!   or `kill -9` of the process, not a power loss; `full` — it also survives power loss
 //!   (an fsync per group commit).
