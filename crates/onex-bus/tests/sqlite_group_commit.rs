@@ -193,3 +193,56 @@ async fn the_wal_stays_bounded_under_a_steady_load() {
     assert_eq!(high_watermarks(&path, "big").await.iter().sum::<u64>(), 40_000);
     t.close().await.unwrap();
 }
+
+/// A write that fails inside a shared transaction (here a trigger refusing one value) fails
+/// every publish of that transaction with the reason, writes none of them, and the writer
+/// goes on: the ones that did not share it are stored, and so is everything after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_transaction_fails_each_of_its_publishes_and_writes_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bus.db");
+    let t = open(&path).await;
+    t.admin().create_topic(TopicSpec::new("orders", 4)).await.unwrap();
+    let other = onex_bus::sqlite::rusqlite::Connection::open(&path).unwrap();
+    other
+        .execute_batch(
+            "CREATE TRIGGER poison BEFORE INSERT ON bus_records WHEN NEW.value = CAST('poison' AS BLOB)
+             BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
+        )
+        .unwrap();
+    let go = Arc::new(tokio::sync::Barrier::new(16));
+    let tasks: Vec<_> = (0..16)
+        .map(|w| {
+            let (t, go) = (t.clone(), go.clone());
+            tokio::spawn(async move {
+                go.wait().await;
+                let mut out = Vec::new();
+                for i in 0..20 {
+                    let value = if w == 0 && i == 10 { "poison".to_string() } else { format!("{w}-{i}") };
+                    out.push((value.clone(), t.produce("orders", vec![rec(format!("k{w}"), value)]).await));
+                }
+                out
+            })
+        })
+        .collect();
+    let (mut stored, mut failed) = (0u64, 0);
+    for task in tasks {
+        for (value, r) in task.await.unwrap() {
+            assert!(value != "poison" || r.is_err(), "the poisoned record was stored");
+            match r {
+                Ok(_) => stored += 1,
+                Err(e) => {
+                    failed += 1;
+                    assert_eq!(e.kind(), ErrorKind::Unavailable, "{value}: {e}");
+                    assert!(e.to_string().contains("nothing of the batch was written"), "{e}");
+                }
+            }
+        }
+    }
+    assert!(failed >= 1, "the poisoned publish failed");
+    assert_eq!(stored + failed, 320);
+    assert_eq!(high_watermarks(&path, "orders").await.iter().sum::<u64>(), stored, "failed publishes wrote nothing");
+    let after = t.produce("orders", vec![rec("k".into(), "after".into())]).await.unwrap();
+    assert_eq!(after.len(), 1);
+    t.close().await.unwrap();
+}

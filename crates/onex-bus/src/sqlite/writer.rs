@@ -206,8 +206,10 @@ impl WriterState {
                 };
                 match cmd {
                     Command::Produce(job) => {
-                        outcomes.push(append.job(cache, &job)?);
+                        // Held before appending: if the transaction fails, this caller gets
+                        // its error like the others instead of a dropped reply.
                         jobs.push(job);
+                        outcomes.push(append.job(cache, jobs.last().expect("just pushed"))?);
                     }
                     other => {
                         next = Some(other);
