@@ -128,3 +128,20 @@ async fn a_bad_record_fails_its_call_and_stores_nothing_of_it() {
     let receipt = transport.produce_one("orders", ProduceRecord::from_envelope(envelope(5))).await.unwrap();
     assert_eq!((receipt.topic.as_str(), receipt.offset), ("orders", 0));
 }
+
+#[tokio::test]
+async fn an_envelope_lands_where_its_partition_key_hashes_like_on_the_other_backends() {
+    let transport = MemoryTransport::default();
+    transport.admin().create_topic(onex_core::TopicSpec::new("orders", 8)).await.unwrap();
+    for key in ["k1", "order-42", "ünï", ""] {
+        let env = Envelope::new("orders.created.v1", &1).unwrap().with_partition_key(key);
+        let receipt = transport.produce_envelope("orders", &env).await.unwrap();
+        assert_eq!(receipt.partition, onex_bus::partitioner::partition_for_key(key.as_bytes(), 8), "{key:?}");
+    }
+    // No key: spread round robin over the partitions.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..8 {
+        seen.insert(transport.produce_envelope("orders", &Envelope::new("orders.created.v1", &1).unwrap()).await.unwrap().partition);
+    }
+    assert_eq!(seen.len(), 8);
+}

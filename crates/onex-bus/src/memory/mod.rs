@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 
 use self::group::{Change, GroupState, MemberId};
 use crate::partitioner::partition_for_key;
-use crate::transport::{ConsumedRecord, PollEvent, ProduceRecord, Transport, TransportConsumer, TransportFeatures};
+use crate::transport::{ConsumedRecord, PollEvent, ProduceRecord, RecordBody, Transport, TransportConsumer, TransportFeatures};
 
 /// Settings of the memory transport (`memory://?retention_records=N&max_message_bytes=B`).
 #[derive(Debug, Clone)]
@@ -127,12 +127,11 @@ impl MemoryTransport {
 
 impl MemoryTransport {
     /// Size and explicit partition of a record about to be appended to `t`.
-    fn check(&self, t: &Topic, r: &ProduceRecord) -> Result<()> {
-        let size = r.record.byte_len();
+    fn check(&self, t: &Topic, size: usize, partition: Option<u32>) -> Result<()> {
         if size > self.config.max_message_bytes {
             return Err(Error::too_large(format!("record for topic {:?}", &*t.name), size as u64, self.config.max_message_bytes as u64));
         }
-        match r.partition {
+        match partition {
             Some(p) if p >= t.partitions.len() as u32 => {
                 Err(Error::rejected(format!("partition {p} does not exist in topic {:?} ({} partitions)", &*t.name, t.partitions.len())))
             }
@@ -144,15 +143,24 @@ impl MemoryTransport {
 impl Topic {
     /// Appends a checked record; waking consumers is the caller's (once per call).
     fn append(&self, r: ProduceRecord, now: DateTime<Utc>) -> Receipt {
+        let p = self.route(r.partition, r.key.as_deref());
+        self.push(p, r.record, now)
+    }
+
+    /// The explicit partition, else murmur2 of the key, else round robin.
+    fn route(&self, partition: Option<u32>, key: Option<&[u8]>) -> u32 {
         let n = self.partitions.len() as u32;
-        let p = match (r.partition, &r.key) {
+        match (partition, key) {
             (Some(p), _) => p,
             (None, Some(k)) => partition_for_key(k, n),
             (None, None) => self.round_robin.fetch_add(1, Ordering::Relaxed) % n,
-        };
+        }
+    }
+
+    fn push(&self, p: u32, record: RecordBody, now: DateTime<Utc>) -> Receipt {
         let mut log = self.partitions[p as usize].lock();
         let offset = log.end();
-        log.records.push_back(Stored { timestamp: now, record: Arc::new(r.record) });
+        log.records.push_back(Stored { timestamp: now, record: Arc::new(record) });
         if let Some(max) = self.retention {
             while log.records.len() > max {
                 log.records.pop_front();
@@ -246,7 +254,7 @@ impl Transport for MemoryTransport {
     async fn produce(&self, topic: &str, records: Vec<ProduceRecord>) -> Result<Vec<Receipt>> {
         let t = self.topic(topic)?;
         for r in &records {
-            self.check(&t, r)?;
+            self.check(&t, r.record.byte_len(), r.partition)?;
         }
         let now = Utc::now();
         let receipts = records.into_iter().map(|r| t.append(r, now)).collect();
@@ -256,15 +264,21 @@ impl Transport for MemoryTransport {
 
     async fn produce_one(&self, topic: &str, record: ProduceRecord) -> Result<Receipt> {
         let t = self.topic(topic)?;
-        self.check(&t, &record)?;
+        self.check(&t, record.record.byte_len(), record.partition)?;
         let receipt = t.append(record, Utc::now());
         t.notify.notify_waiters();
         Ok(receipt)
     }
 
     async fn produce_envelope(&self, topic: &str, env: &onex_core::Envelope) -> Result<Receipt> {
-        // Kept unencoded: consumers in this process get a clone, without an encode/decode trip.
-        self.produce_one(topic, ProduceRecord::from_envelope(env.clone())).await
+        let t = self.topic(topic)?;
+        self.check(&t, onex_core::envelope::encoded_len(env), None)?;
+        // Kept unencoded: consumers in this process get a clone, without an encode/decode
+        // trip; routed by the partition key as its encoded record's key would be.
+        let p = t.route(None, env.partition_key.as_deref().map(str::as_bytes));
+        let receipt = t.push(p, RecordBody::from_envelope(env.clone()), Utc::now());
+        t.notify.notify_waiters();
+        Ok(receipt)
     }
 
     async fn consumer(&self, group: &str, topic: &str, start: StartFrom) -> Result<Box<dyn TransportConsumer>> {
