@@ -5,7 +5,8 @@
 //!   number as on the memory and sqlite backends. [`Transport::produce`] enqueues the whole
 //!   batch and returns once every record is acknowledged; many callers may have records in
 //!   flight at once. Records over `max_message_bytes` fail with `TooLarge` before anything
-//!   is sent.
+//!   is sent. [`Transport::produce_envelope`] sends an envelope from the caller's borrow
+//!   (headers written straight into librdkafka's, nothing cloned or encoded on the way).
 //! - **Consume**: one librdkafka consumer per subscription, on its own thread, with
 //!   `enable.auto.commit=false`: the engine commits. Revocations follow the engine's
 //!   handshake (the member thread blocks in librdkafka's revoke callback until the engine acknowledges); a partition no longer owned is never committed.
