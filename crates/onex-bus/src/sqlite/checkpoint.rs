@@ -18,19 +18,20 @@
 use std::cell::Cell;
 use std::os::raw::c_int;
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
 use onex_core::{Error, Result};
+use parking_lot::Mutex;
 use rusqlite::hooks::Wal;
 use rusqlite::Connection;
 
 use super::codec::SqlContext;
 
 /// WAL size (pages) at which the checkpoint thread is nudged (SQLite's own default threshold).
-pub(crate) const WAL_PAGES_CHECKPOINT: c_int = 1000;
+const WAL_PAGES_CHECKPOINT: c_int = 1000;
 /// WAL size (pages, ~80 MB with 4 KiB pages) at which the checkpoint rewinds the WAL.
-pub(crate) const WAL_PAGES_LIMIT: c_int = 20 * WAL_PAGES_CHECKPOINT;
+const WAL_PAGES_LIMIT: c_int = 20 * WAL_PAGES_CHECKPOINT;
 
 thread_local! {
     /// Pages in the WAL after the last commit on this thread's writer connection.
@@ -49,14 +50,20 @@ pub(crate) fn install_hook(conn: &Connection) {
 }
 
 /// Pages in the WAL after the last commit made on this thread.
-pub(crate) fn wal_pages() -> c_int {
+fn wal_pages() -> c_int {
     WAL_PAGES.with(Cell::get)
 }
 
-/// The checkpoint thread. Dropping it lets the thread finish its checkpoint and exit.
+/// The checkpoint thread, and the writer's side of the policy. Dropping it lets the thread
+/// finish its checkpoint and exit.
 #[derive(Debug)]
 pub(crate) struct Checkpointer {
     nudge: Option<mpsc::SyncSender<()>>,
+    /// WAL size at the writer's last rewind attempt past the limit (0 below it).
+    rewound_at: c_int,
+    /// Held by whoever checkpoints: SQLite runs one checkpoint at a time and refuses a second
+    /// at once, so the writer's rewind waits for the thread's pass instead of failing.
+    running: Arc<Mutex<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -67,23 +74,41 @@ impl Checkpointer {
         let conn = super::schema::open_reader(path)?;
         conn.pragma_update(None, "synchronous", sync).sql("setting synchronous for checkpoints")?;
         let (nudge, rx) = mpsc::sync_channel::<()>(1);
+        let running = Arc::new(Mutex::new(()));
+        let lock = running.clone();
         let thread = std::thread::Builder::new()
             .name(format!("onex-sqlite-checkpoint:{name}"))
             .spawn(move || {
                 while rx.recv().is_ok() {
+                    let _running = lock.lock();
                     if let Err(e) = checkpoint(&conn, "PASSIVE") {
                         tracing::debug!(error = %e.report(), "background WAL checkpoint failed; the next nudge retries");
                     }
                 }
             })
             .map_err(|e| Error::initialization("cannot start the sqlite checkpoint thread").with_source(e))?;
-        Ok(Checkpointer { nudge: Some(nudge), thread: Some(thread) })
+        Ok(Checkpointer { nudge: Some(nudge), rewound_at: 0, running, thread: Some(thread) })
     }
 
-    /// Asks for a checkpoint; returns at once (a nudge already pending covers this one).
-    pub(crate) fn nudge(&self) {
-        if let Some(n) = &self.nudge {
-            let _ = n.try_send(());
+    /// Called by the writer after each commit on `writer`: nudges the thread past
+    /// [`WAL_PAGES_CHECKPOINT`] (returning at once), and past [`WAL_PAGES_LIMIT`] rewinds the
+    /// WAL on `writer` itself — again only after another [`WAL_PAGES_CHECKPOINT`] pages when
+    /// readers kept the WAL in use.
+    pub(crate) fn committed(&mut self, writer: &Connection) {
+        let pages = wal_pages();
+        if pages < WAL_PAGES_LIMIT {
+            self.rewound_at = 0;
+            if pages >= WAL_PAGES_CHECKPOINT {
+                if let Some(n) = &self.nudge {
+                    let _ = n.try_send(()); // a nudge already pending covers this one
+                }
+            }
+        } else if pages >= self.rewound_at + WAL_PAGES_CHECKPOINT {
+            self.rewound_at = pages;
+            let _running = self.running.lock();
+            if let Err(e) = checkpoint(writer, "RESTART") {
+                tracing::debug!(error = %e.report(), pages, "rewinding the WAL failed; retried later");
+            }
         }
     }
 }

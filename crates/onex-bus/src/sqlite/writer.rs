@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use tokio::sync::{oneshot, Notify};
 
-use super::checkpoint::{self, Checkpointer, WAL_PAGES_CHECKPOINT, WAL_PAGES_LIMIT};
+use super::checkpoint::{self, Checkpointer};
 use super::codec::{encode_headers, row_id, SqlContext, MAX_OFFSET};
 use super::config::SqliteConfig;
 use crate::partitioner::partition_for_key;
@@ -115,8 +115,6 @@ pub(crate) struct WriterState {
     notify: Arc<Notify>,
     pub(crate) config: Arc<SqliteConfig>,
     checkpointer: Checkpointer,
-    /// WAL size at the last rewind attempt past the limit (0 below it).
-    rewound_at: i32,
 }
 
 impl WriterState {
@@ -135,7 +133,8 @@ impl WriterState {
         match f(&tx, cache) {
             Ok(v) => match tx.commit() {
                 Ok(()) => {
-                    self.after_commit();
+                    // Checkpoints run on their own thread, not inside this commit.
+                    self.checkpointer.committed(&self.conn);
                     Ok(v)
                 }
                 Err(e) => {
@@ -146,24 +145,6 @@ impl WriterState {
             Err(e) => {
                 cache.clear();
                 Err(e)
-            }
-        }
-    }
-
-    /// Checkpoints run on their own thread, not inside commits; once per [`WAL_PAGES_LIMIT`]
-    /// the writer rewinds the WAL itself (see [`checkpoint`]).
-    fn after_commit(&mut self) {
-        let pages = checkpoint::wal_pages();
-        if pages < WAL_PAGES_LIMIT {
-            self.rewound_at = 0;
-            if pages >= WAL_PAGES_CHECKPOINT {
-                self.checkpointer.nudge();
-            }
-        } else if pages >= self.rewound_at + WAL_PAGES_CHECKPOINT {
-            // Tried again only after another 1,000 pages when readers kept the WAL in use.
-            self.rewound_at = pages;
-            if let Err(e) = checkpoint::checkpoint(&self.conn, "RESTART") {
-                tracing::debug!(error = %e.report(), pages, "rewinding the WAL failed; retried later");
             }
         }
     }
@@ -348,7 +329,7 @@ impl Writer {
         let name = path.display().to_string();
         let data_version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0)).sql("reading the data version")?;
         let checkpointer = Checkpointer::start(path, config.sync.pragma(), &name)?;
-        let state = WriterState { conn, cache: TopicCache::default(), data_version, notify, config, checkpointer, rewound_at: 0 };
+        let state = WriterState { conn, cache: TopicCache::default(), data_version, notify, config, checkpointer };
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(format!("onex-sqlite-writer:{name}"))
