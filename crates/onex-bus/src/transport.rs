@@ -96,13 +96,6 @@ impl ProduceRecord {
     pub fn new(record: Record) -> Self {
         ProduceRecord { key: record.key.clone(), record: record.into(), partition: None }
     }
-
-    /// An envelope kept unencoded until its bytes are needed (see
-    /// [`RecordBody::from_envelope`]), routed by its partition key.
-    pub fn from_envelope(env: Envelope) -> Self {
-        let key = env.partition_key.as_ref().map(|k| Bytes::copy_from_slice(k.as_bytes()));
-        ProduceRecord { key, record: RecordBody::from_envelope(env), partition: None }
-    }
 }
 
 /// A record read from a partition.

@@ -1,4 +1,4 @@
-//! The memory transport keeps published envelopes unencoded (`ProduceRecord::from_envelope`):
+//! The memory transport keeps published envelopes unencoded (`Transport::produce_envelope`):
 //! consumers must still see exactly what the encode/decode trip of the other backends gives,
 //! and anyone reading the bytes must see exactly `encode_record`'s output.
 
@@ -109,23 +109,29 @@ fn a_body_keeps_only_envelopes_that_decode_to_themselves() {
 #[tokio::test]
 async fn a_bad_record_fails_its_call_and_stores_nothing_of_it() {
     use onex_bus::transport::ProduceRecord;
+    let record = |env: Envelope| ProduceRecord::new(encode_record(&env));
     let transport = MemoryTransport::new(MemoryConfig { max_message_bytes: 600, ..Default::default() });
     transport.admin().create_topic(onex_core::TopicSpec::new("orders", 2)).await.unwrap();
-    let mut wrong_partition = ProduceRecord::from_envelope(envelope(1));
+    let mut wrong_partition = record(envelope(1));
     wrong_partition.partition = Some(2);
     let err = transport.produce_one("orders", wrong_partition.clone()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Rejected, "{err}");
     assert!(err.to_string().contains("partition 2 does not exist in topic \"orders\" (2 partitions)"), "{err}");
     // In a batch, one bad record refuses the whole call.
-    let big = ProduceRecord::from_envelope(Envelope::new("orders.created.v1", &"x".repeat(700)).unwrap());
-    for batch in [vec![ProduceRecord::from_envelope(envelope(2)), wrong_partition], vec![ProduceRecord::from_envelope(envelope(3)), big]] {
+    let big = Envelope::new("orders.created.v1", &"x".repeat(700)).unwrap();
+    for batch in [vec![record(envelope(2)), wrong_partition], vec![record(envelope(3)), record(big.clone())]] {
         assert!(transport.produce("orders", batch).await.is_err());
     }
-    let err = transport.produce_one("missing", ProduceRecord::from_envelope(envelope(4))).await.unwrap_err();
+    let err = transport.produce_one("missing", record(envelope(4))).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    // The envelope path refuses the same way.
+    let err = transport.produce_envelope("missing", &envelope(4)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    let err = transport.produce_envelope("orders", &big).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
     let info = transport.admin().describe_topic("orders").await.unwrap();
     assert_eq!(info.partitions.iter().map(|p| p.high_watermark).sum::<u64>(), 0, "nothing stored");
-    let receipt = transport.produce_one("orders", ProduceRecord::from_envelope(envelope(5))).await.unwrap();
+    let receipt = transport.produce_one("orders", record(envelope(5))).await.unwrap();
     assert_eq!((receipt.topic.as_str(), receipt.offset), ("orders", 0));
 }
 

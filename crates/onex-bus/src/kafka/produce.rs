@@ -30,20 +30,14 @@ impl KafkaTransport {
         let producer = self.producer.read().clone();
         let mut deliveries = Vec::with_capacity(records.len());
         for r in &records {
-            // An envelope's headers go straight into librdkafka's, without an encoded
-            // `Record` in between.
-            let (payload, headers) = match r.record.envelope() {
-                Some(env) => (&env.payload, Some(envelope_headers(env))),
-                None => (&r.record.value, record_headers(&r.record.headers)),
-            };
-            let mut rec = FutureRecord::to(topic).payload(&payload[..]);
+            let mut rec = FutureRecord::to(topic).payload(&r.record.value[..]);
             if let Some(k) = &r.key {
                 rec = rec.key(&k[..]);
             }
             if let Some(p) = r.partition {
                 rec = rec.partition(p as i32);
             }
-            if let Some(hs) = headers {
+            if let Some(hs) = record_headers(&r.record.headers) {
                 rec = rec.headers(hs);
             }
             deliveries.push(self.enqueue(&producer, topic, rec).await?);

@@ -126,6 +126,22 @@ impl MemoryTransport {
 }
 
 impl MemoryTransport {
+    /// Checks and appends one record; `body` is built only once the checks passed.
+    fn append_one(
+        &self,
+        topic: &str,
+        size: usize,
+        partition: Option<u32>,
+        key: Option<&[u8]>,
+        body: impl FnOnce() -> RecordBody,
+    ) -> Result<Receipt> {
+        let t = self.topic(topic)?;
+        self.check(&t, size, partition)?;
+        let receipt = t.push(t.route(partition, key), body(), Utc::now());
+        t.notify.notify_waiters();
+        Ok(receipt)
+    }
+
     /// Size and explicit partition of a record about to be appended to `t`.
     fn check(&self, t: &Topic, size: usize, partition: Option<u32>) -> Result<()> {
         if size > self.config.max_message_bytes {
@@ -263,22 +279,15 @@ impl Transport for MemoryTransport {
     }
 
     async fn produce_one(&self, topic: &str, record: ProduceRecord) -> Result<Receipt> {
-        let t = self.topic(topic)?;
-        self.check(&t, record.record.byte_len(), record.partition)?;
-        let receipt = t.append(record, Utc::now());
-        t.notify.notify_waiters();
-        Ok(receipt)
+        let ProduceRecord { key, record, partition } = record;
+        self.append_one(topic, record.byte_len(), partition, key.as_deref(), || record)
     }
 
     async fn produce_envelope(&self, topic: &str, env: &onex_core::Envelope) -> Result<Receipt> {
-        let t = self.topic(topic)?;
-        self.check(&t, onex_core::envelope::encoded_len(env), None)?;
         // Kept unencoded: consumers in this process get a clone, without an encode/decode
         // trip; routed by the partition key as its encoded record's key would be.
-        let p = t.route(None, env.partition_key.as_deref().map(str::as_bytes));
-        let receipt = t.push(p, RecordBody::from_envelope(env.clone()), Utc::now());
-        t.notify.notify_waiters();
-        Ok(receipt)
+        let key = env.partition_key.as_deref().map(str::as_bytes);
+        self.append_one(topic, onex_core::envelope::encoded_len(env), None, key, || RecordBody::from_envelope(env.clone()))
     }
 
     async fn consumer(&self, group: &str, topic: &str, start: StartFrom) -> Result<Box<dyn TransportConsumer>> {
