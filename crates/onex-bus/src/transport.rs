@@ -15,15 +15,20 @@ use onex_core::envelope::{encode_record, encoded_len, encodes_losslessly};
 use onex_core::{Envelope, HealthStatus, Receipt, Record, Result, StartFrom, TopicAdmin};
 
 /// A record's key, value and headers — or, on a transport whose records never leave the
-/// process, the envelope they encode to. It dereferences to the [`Record`]; an envelope is
-/// encoded on first access (once, to exactly the bytes `encode_record` gives), so a consumer
-/// in the same process that only needs the envelope never pays for encoding and decoding.
+/// process, the envelope they encode to; or, on a transport that reads stored bytes, the
+/// envelope decoded from them and a way back to the exact record. It dereferences to the
+/// [`Record`], built on first access (once): a consumer that only needs the envelope never
+/// pays for encoding, or for building headers it does not read.
 #[derive(Clone, Default)]
 pub struct RecordBody {
     // Boxed: a body is moved several times on the way to the log; keep it small.
     envelope: Option<Box<Envelope>>,
+    stored: Option<Arc<StoredRecord>>,
     encoded: OnceLock<Record>,
 }
+
+/// Rebuilds a record from the bytes a backend read (see [`RecordBody::stored`]).
+type StoredRecord = dyn Fn() -> Record + Send + Sync;
 
 impl RecordBody {
     /// A body holding `env` unencoded, for a consumer to take as it is. An envelope that
@@ -31,10 +36,28 @@ impl RecordBody {
     /// every consumer sees what decoding the bytes gives, whichever form the body has.
     pub fn from_envelope(env: Envelope) -> Self {
         if encodes_losslessly(&env) {
-            RecordBody { envelope: Some(Box::new(env)), encoded: OnceLock::new() }
+            RecordBody { envelope: Some(Box::new(env)), stored: None, encoded: OnceLock::new() }
         } else {
             encode_record(&env).into()
         }
+    }
+
+    /// A body read from storage: `envelope` as the transport decoded it from the stored bytes
+    /// (`None` when it left decoding to the engine), and `record`, which rebuilds the exact
+    /// record from those bytes when something needs it (a DLQ record, a retry, a tool).
+    ///
+    /// ```
+    /// use onex_bus::transport::RecordBody;
+    /// use onex_core::{envelope::encode_record, Envelope};
+    ///
+    /// let env = Envelope::new("order_created", &serde_json::json!({"id": 1})).unwrap();
+    /// let bytes = encode_record(&env);
+    /// let mut body = RecordBody::stored(Some(env.clone()), move || bytes.clone());
+    /// assert_eq!(body.take_envelope(), Some(env.clone()));
+    /// assert_eq!(*body, encode_record(&env)); // the bytes are still there
+    /// ```
+    pub fn stored(envelope: Option<Envelope>, record: impl Fn() -> Record + Send + Sync + 'static) -> Self {
+        RecordBody { envelope: envelope.map(Box::new), stored: Some(Arc::new(record)), encoded: OnceLock::new() }
     }
 
     /// The envelope this body was built from, if it was.
@@ -42,10 +65,21 @@ impl RecordBody {
         self.envelope.as_deref()
     }
 
+    /// Takes the envelope out when the record's bytes stay available without it (stored, or
+    /// already encoded): the engine hands a consumer's only copy to the handler instead of
+    /// cloning it. `None` when there is none or it is the only source of the bytes.
+    pub fn take_envelope(&mut self) -> Option<Envelope> {
+        if self.stored.is_none() && self.encoded.get().is_none() {
+            return None;
+        }
+        self.envelope.take().map(|env| *env)
+    }
+
     /// Key + value + headers bytes, without encoding an envelope to count them.
     pub fn byte_len(&self) -> usize {
         match (self.encoded.get(), &self.envelope) {
             (Some(r), _) => r.byte_len(),
+            _ if self.stored.is_some() => (**self).byte_len(),
             (None, Some(env)) => encoded_len(env),
             (None, None) => 0,
         }
@@ -56,13 +90,17 @@ impl std::ops::Deref for RecordBody {
     type Target = Record;
 
     fn deref(&self) -> &Record {
-        self.encoded.get_or_init(|| self.envelope.as_deref().map(encode_record).unwrap_or_default())
+        self.encoded.get_or_init(|| match (&self.stored, &self.envelope) {
+            (Some(stored), _) => stored(),
+            (None, Some(env)) => encode_record(env),
+            (None, None) => Record::default(),
+        })
     }
 }
 
 impl From<Record> for RecordBody {
     fn from(record: Record) -> Self {
-        RecordBody { envelope: None, encoded: OnceLock::from(record) }
+        RecordBody { envelope: None, stored: None, encoded: OnceLock::from(record) }
     }
 }
 

@@ -385,3 +385,49 @@ async fn latest_starts_after_what_is_already_there() {
     assert_eq!(rs.iter().map(|r| (r.offset, r.record.value.clone())).collect::<Vec<_>>(), vec![(2, Bytes::from_static(b"new"))]);
     c.close().await.unwrap();
 }
+
+/// A consumer gets the envelope decoded straight from the stored headers, and the exact record
+/// when it asks; a record whose stored headers are damaged is delivered without them (logged),
+/// and the records around it are not affected.
+#[tokio::test]
+async fn envelopes_decode_from_stored_headers_and_damaged_headers_are_survived() {
+    use onex_core::envelope::encode_record;
+    use onex_core::Envelope;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bus.db");
+    let t = open(&path).await;
+    t.admin().create_topic(TopicSpec::new("stored", 1)).await.unwrap();
+    let envs: Vec<Envelope> =
+        (0..3).map(|i| Envelope::new("test.stored.v1", &serde_json::json!({ "seq": i })).unwrap().with_partition_key("k")).collect();
+    for env in &envs {
+        t.produce_envelope("stored", env).await.unwrap();
+    }
+    t.close().await.unwrap();
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        // The middle record's headers lose their last bytes: the pairs before the cut still
+        // read, which must not pass for a whole envelope.
+        let changed = c
+            .execute(
+                "UPDATE bus_records SET headers = substr(headers, 1, length(headers) - 2) \
+                 WHERE id = (SELECT id FROM bus_records ORDER BY id LIMIT 1 OFFSET 1)",
+                [],
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+    }
+    let t = open(&path).await;
+    let mut c = t.consumer("g", "stored", StartFrom::Earliest).await.unwrap();
+    assigned(&mut c).await;
+    let PollEvent::Records(rs) = c.poll(10, Duration::from_secs(1)).await.unwrap() else { panic!("records expected") };
+    assert_eq!(rs.len(), 3);
+    for i in [0, 2] {
+        assert_eq!(rs[i].record.envelope(), Some(&envs[i]), "record {i}: decoded from the stored headers");
+        assert_eq!(**rs[i].record, encode_record(&envs[i]), "record {i}: the exact record on request");
+    }
+    assert_eq!(rs[1].record.envelope(), None, "damaged headers: left to the engine");
+    assert!(rs[1].record.headers.is_empty(), "damaged headers are dropped, not half-read");
+    assert_eq!(rs[1].record.value, envs[1].payload, "the value survives");
+    assert_eq!(rs[1].record.key.as_deref(), Some(&b"k"[..]), "the key survives");
+    c.close().await.unwrap();
+}

@@ -2,6 +2,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -11,7 +12,7 @@ use onex_core::{ClaimOutcome, Delivery, Envelope, Error, Result};
 
 use super::dlq::{write_dlq, Failure};
 use super::SubscriptionContext;
-use crate::transport::ConsumedRecord;
+use crate::transport::{ConsumedRecord, RecordBody};
 
 /// How handling a record ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -25,8 +26,11 @@ pub(crate) enum Outcome {
 /// Idempotency lease while a handler runs.
 const CLAIM_LEASE: Duration = Duration::from_secs(60);
 
-pub(crate) async fn handle_record(ctx: &SubscriptionContext, rec: &ConsumedRecord, stopping: &AtomicBool) -> Outcome {
-    let envelope = match decode(rec) {
+pub(crate) async fn handle_record(ctx: &SubscriptionContext, rec: &mut ConsumedRecord, stopping: &AtomicBool) -> Outcome {
+    // A record this consumer alone holds gives its envelope away; a shared one is cloned.
+    let taken = Arc::get_mut(&mut rec.record).and_then(RecordBody::take_envelope);
+    let rec = &*rec;
+    let envelope = match taken.map_or_else(|| decode(rec), Ok) {
         Ok(env) => env,
         Err(e) => {
             ctx.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);

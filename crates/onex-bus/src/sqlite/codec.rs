@@ -1,6 +1,8 @@
 //! How records sit in the file: row ids that encode (partition, offset), a compact header
 //! encoding, and mapping SQLite failures to onex errors.
 
+use std::cell::Cell;
+
 use bytes::Bytes;
 use onex_core::{Error, Headers, Result};
 
@@ -48,37 +50,77 @@ pub(crate) fn encode_headers(headers: &Headers) -> Option<Vec<u8>> {
 /// Decodes [`encode_headers`] output held in `blob`; values are slices of `blob` (no copy).
 /// A damaged blob is a [`Error::Decode`].
 pub(crate) fn decode_headers(blob: &Bytes) -> Result<Headers> {
-    if blob.is_empty() {
-        return Ok(Headers::new());
+    let damaged = Cell::new(false);
+    let pairs = HeaderPairs::new(blob, &damaged);
+    let mut headers = Headers::with_capacity(pairs.left.min(1024) as usize);
+    for (name, value) in pairs {
+        headers.push_name(name, blob.slice_ref(value));
     }
-    let mut buf: &[u8] = blob;
-    let damaged = |what: &str| Error::decode(format!("stored record headers are damaged: {what}"));
-    let count = get_varint(&mut buf).ok_or_else(|| damaged("no count"))?;
-    let mut headers = Headers::with_capacity(count.min(1024) as usize);
-    for _ in 0..count {
-        let n = get_varint(&mut buf).ok_or_else(|| damaged("no name length"))? as usize;
-        if n > buf.len() {
-            return Err(damaged("name past the end"));
-        }
-        let (name, rest) = buf.split_at(n);
-        // CloudEvents names (most of them) are matched as bytes: no UTF-8 check, no copy.
+    match damaged.get() {
+        true => Err(Error::decode("stored record headers are damaged")),
+        false => Ok(headers),
+    }
+}
+
+/// The (name, value) pairs of an [`encode_headers`] blob, borrowed from it. A damaged blob
+/// ends the pairs early and sets the flag given to [`HeaderPairs::new`]: whoever reads the
+/// pairs checks it once at the end instead of the blob being checked in a pass of its own.
+#[derive(Clone)]
+pub(crate) struct HeaderPairs<'a> {
+    buf: &'a [u8],
+    left: u64,
+    damaged: &'a Cell<bool>,
+}
+
+impl<'a> HeaderPairs<'a> {
+    pub(crate) fn new(blob: &'a [u8], damaged: &'a Cell<bool>) -> Self {
+        let mut buf = blob;
+        let left = match blob.is_empty() {
+            true => 0,
+            false => get_varint(&mut buf).unwrap_or_else(|| {
+                damaged.set(true);
+                0
+            }),
+        };
+        HeaderPairs { buf, left, damaged }
+    }
+
+    fn pair(&mut self) -> Option<(&'a str, &'a [u8])> {
+        let mut buf = self.buf;
+        let n = get_varint(&mut buf)? as usize;
+        let name = buf.get(..n)?;
+        // CloudEvents names (most of them) are matched as bytes: no UTF-8 check.
         let name = match onex_core::well_known_header(name) {
             Some(k) => k,
-            None => std::str::from_utf8(name).map_err(|_| damaged("name is not UTF-8"))?,
+            None => std::str::from_utf8(name).ok()?,
         };
-        buf = rest;
-        let n = get_varint(&mut buf).ok_or_else(|| damaged("no value length"))? as usize;
-        if n > buf.len() {
-            return Err(damaged("value past the end"));
-        }
-        let start = blob.len() - buf.len();
-        headers.push_name(name, blob.slice(start..start + n));
         buf = &buf[n..];
+        let n = get_varint(&mut buf)? as usize;
+        let value = buf.get(..n)?;
+        self.buf = &buf[n..];
+        Some((name, value))
     }
-    if !buf.is_empty() {
-        return Err(damaged("trailing bytes"));
+}
+
+impl<'a> Iterator for HeaderPairs<'a> {
+    type Item = (&'a str, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            if !self.buf.is_empty() {
+                self.damaged.set(true); // trailing bytes
+            }
+            return None;
+        }
+        self.left -= 1;
+        let pair = self.pair();
+        if pair.is_none() {
+            self.damaged.set(true);
+            self.left = 0;
+            self.buf = &[];
+        }
+        pair
     }
-    Ok(headers)
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {

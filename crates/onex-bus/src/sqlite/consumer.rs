@@ -1,6 +1,7 @@
 //! A group member on one topic: reads with its own connection (WAL readers never block the
 //! writer), coordinates partitions through the leases of [`super::group`].
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,16 +9,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::DateTime;
+use onex_core::envelope::decode_binary_pairs;
 use onex_core::{Error, Record, Result, StartFrom};
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, Transaction, TransactionBehavior};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::codec::{decode_headers, offset_of, row_id, SqlContext};
+use super::codec::{decode_headers, offset_of, row_id, HeaderPairs, SqlContext};
 use super::group::{self, MemberKey};
 use super::Shared;
-use crate::transport::{ConsumedRecord, PollEvent, TransportConsumer};
+use crate::transport::{ConsumedRecord, PollEvent, RecordBody, TransportConsumer};
 
 /// How often a waiting consumer looks for records and group changes made by other
 /// processes (in-process commits wake it at once).
@@ -246,25 +248,33 @@ fn read_partitions(tx: &Transaction<'_>, topic: &Arc<str>, parts: &[(u32, i64, u
             let key = row.get_ref(2).and_then(|v| Ok(v.as_blob_or_null()?)).sql("reading a key")?;
             let value = row.get_ref(3).and_then(|v| Ok(v.as_blob()?)).sql("reading a value")?;
             let headers = row.get_ref(4).and_then(|v| Ok(v.as_blob_or_null()?)).sql("reading headers")?;
-            // One allocation per record: key, value and header values are slices of it.
+            // One allocation per record: key and value are slices of it, and so are header
+            // values when something asks for the record (a DLQ record, a retry); a handler
+            // gets the envelope decoded straight from the stored headers.
             let (klen, vlen) = (key.map_or(0, <[u8]>::len), value.len());
             let mut buf = Vec::with_capacity(klen + vlen + headers.map_or(0, <[u8]>::len));
             buf.extend_from_slice(key.unwrap_or_default());
             buf.extend_from_slice(value);
             buf.extend_from_slice(headers.unwrap_or_default());
             let buf = Bytes::from(buf);
-            let key = key.map(|_| buf.slice(..klen));
-            let value = buf.slice(klen..klen + vlen);
-            let headers = decode_headers(&buf.slice(klen + vlen..)).unwrap_or_else(|e| {
-                tracing::error!(topic = %topic, partition = p, offset = offset_of(id), error = %e.report(), "record headers are damaged; delivering the record without them");
-                onex_core::Headers::new()
-            });
+            let damaged = Cell::new(false);
+            let pairs = HeaderPairs::new(headers.unwrap_or_default(), &damaged);
+            // Not binary mode, an error or damaged headers: the engine decodes the record.
+            let envelope = decode_binary_pairs(pairs, buf.slice(klen..klen + vlen)).and_then(Result::ok).filter(|_| !damaged.get());
+            let (has_key, topic_name, partition, offset) = (key.is_some(), topic.clone(), *p, offset_of(id));
+            let record = move || {
+                let headers = decode_headers(&buf.slice(klen + vlen..)).unwrap_or_else(|e| {
+                    tracing::error!(topic = %topic_name, partition, offset, error = %e.report(), "record headers are damaged; delivering the record without them");
+                    onex_core::Headers::new()
+                });
+                Record { key: has_key.then(|| buf.slice(..klen)), value: buf.slice(klen..klen + vlen), headers }
+            };
             out.push(ConsumedRecord {
                 topic: topic.clone(),
-                partition: *p,
-                offset: offset_of(id),
+                partition,
+                offset,
                 timestamp: DateTime::from_timestamp_micros(ts).unwrap_or_default(),
-                record: Arc::new(Record { key, value, headers }.into()),
+                record: Arc::new(RecordBody::stored(envelope, record)),
             });
         }
     }

@@ -12,7 +12,8 @@ use uuid::Uuid;
 use crate::{Error, Result};
 
 pub use codec::{
-    decode_record, encode_record, encoded_len, encodes_losslessly, for_each_header, headers as ce_headers, STRUCTURED_CONTENT_TYPE,
+    decode_binary_pairs, decode_record, encode_record, encoded_len, encodes_losslessly, for_each_header, headers as ce_headers,
+    STRUCTURED_CONTENT_TYPE,
 };
 
 /// Default `content_type` of a payload.

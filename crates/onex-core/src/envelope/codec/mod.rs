@@ -210,7 +210,7 @@ pub fn decode_record(rec: &Record, topic: &str) -> Result<Envelope> {
     }
 }
 
-fn text(name: &str, v: &Bytes) -> Result<String> {
+fn text(name: &str, v: &[u8]) -> Result<String> {
     std::str::from_utf8(v).map(str::to_string).map_err(|_| Error::decode(format!("header {name} is not UTF-8")))
 }
 
@@ -228,6 +228,37 @@ fn parse_time(name: &str, v: &str) -> Result<DateTime<Utc>> {
 }
 
 fn decode_binary(rec: &Record) -> Result<Envelope> {
+    binary_from_pairs(rec.headers.iter().map(|(k, v)| (k, &v[..])), rec.value.clone())
+}
+
+/// Decodes a binary-mode record from header pairs borrowed from wherever a backend keeps them
+/// (no [`Headers`] is built) and its value; `None` when the pairs are not binary mode (no
+/// `ce_specversion` or `ce_id`): [`decode_record`] then decides how to read the record, so
+/// both paths give the same envelope or the same error for the same bytes.
+///
+/// ```
+/// use bytes::Bytes;
+/// use onex_core::envelope::{decode_binary_pairs, encode_record};
+/// use onex_core::Envelope;
+///
+/// let env = Envelope::new("order_created", &serde_json::json!({"id": 1})).unwrap();
+/// let rec = encode_record(&env);
+/// let pairs: Vec<(&str, &[u8])> = rec.headers.iter().map(|(k, v)| (k, &v[..])).collect();
+/// let back = decode_binary_pairs(pairs.iter().copied(), rec.value.clone()).unwrap().unwrap();
+/// assert_eq!(back, env);
+/// assert!(decode_binary_pairs([("x-user", &b"1"[..])].into_iter(), Bytes::from_static(b"{}")).is_none());
+/// ```
+pub fn decode_binary_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a [u8])> + Clone, value: Bytes) -> Option<Result<Envelope>> {
+    match binary_from_pairs(pairs.clone(), value) {
+        Ok(env) => Some(Ok(env)),
+        Err(e) => {
+            let mut pairs = pairs;
+            pairs.any(|(k, _)| k == h::SPECVERSION || k == h::ID).then_some(Err(e))
+        }
+    }
+}
+
+fn binary_from_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a [u8])>, payload: Bytes) -> Result<Envelope> {
     let mut id = None;
     let mut source = None;
     let mut event_type = None;
@@ -239,10 +270,10 @@ fn decode_binary(rec: &Record) -> Result<Envelope> {
     let mut schema = None;
     let mut meta = Metadata::default();
     let mut retry_count = 0u32;
-    for (name, value) in rec.headers.iter() {
+    for (name, value) in pairs {
         match name {
             h::SPECVERSION => {
-                if value.as_ref() != b"1.0" {
+                if value != b"1.0" {
                     return Err(Error::decode(format!("unsupported CloudEvents specversion {:?}", String::from_utf8_lossy(value))));
                 }
             }
@@ -284,7 +315,7 @@ fn decode_binary(rec: &Record) -> Result<Envelope> {
         partition_key,
         schema_version: schema,
         content_type: content_type.unwrap_or_else(|| JSON_CONTENT_TYPE.to_string()),
-        payload: rec.value.clone(),
+        payload,
         metadata: meta,
         retry_count,
     })

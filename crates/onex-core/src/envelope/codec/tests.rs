@@ -110,6 +110,39 @@ proptest! {
     }
 
     #[test]
+    fn decoding_borrowed_pairs_agrees_with_decode_record(
+        env in arb_envelope(),
+        value in proptest::collection::vec(any::<u8>(), 0..60),
+        headers in proptest::collection::vec((prop_oneof![
+            Just(h::SPECVERSION.to_string()), Just(h::ID.to_string()), Just(h::TYPE.to_string()), Just(h::TIME.to_string()),
+            Just(h::CORRELATION_ID.to_string()), Just(h::RETRY_COUNT.to_string()), "[a-z_-]{1,10}"
+        ], prop_oneof![Just(b"1.0".to_vec()), Just(Uuid::nil().to_string().into_bytes()), proptest::collection::vec(any::<u8>(), 0..40)]), 0..8),
+    ) {
+        let rec = encode_record(&env);
+        let pairs: Vec<(&str, &[u8])> = rec.headers.iter().map(|(k, v)| (k, &v[..])).collect();
+        prop_assert_eq!(decode_binary_pairs(pairs.iter().copied(), rec.value.clone()).unwrap().unwrap(), env);
+
+        let mut hs = Headers::new();
+        for (k, v) in headers {
+            hs.push(k, Bytes::from(v));
+        }
+        let rec = Record { key: None, value: Bytes::from(value), headers: hs };
+        let pairs: Vec<(&str, &[u8])> = rec.headers.iter().map(|(k, v)| (k, &v[..])).collect();
+        let binary = rec.headers.get(h::SPECVERSION).is_some() || rec.headers.get(h::ID).is_some();
+        match decode_binary_pairs(pairs.iter().copied(), rec.value.clone()) {
+            None => prop_assert!(!binary, "binary-mode headers must not be left to decode_record"),
+            Some(Ok(mut from_pairs)) => {
+                let full = decode_record(&rec, "fuzz").unwrap();
+                if rec.headers.get(h::TIME).is_none() {
+                    from_pairs.timestamp = full.timestamp; // both read the clock
+                }
+                prop_assert_eq!(from_pairs, full);
+            }
+            Some(Err(_)) => prop_assert!(decode_record(&rec, "fuzz").is_err()),
+        }
+    }
+
+    #[test]
     fn structured_mode_with_arbitrary_json_never_panics(v in any::<Option<i64>>(), s in arb_text()) {
         let body = serde_json::json!({"specversion": "1.0", "id": s, "type": "t", "data": v, "retrycount": s});
         let mut hs = Headers::new();
