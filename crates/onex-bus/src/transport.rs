@@ -27,8 +27,10 @@ pub struct RecordBody {
     encoded: OnceLock<Record>,
 }
 
-/// Rebuilds a record from the bytes a backend read (see [`RecordBody::stored`]).
-type StoredRecord = dyn Fn() -> Record + Send + Sync;
+/// Rebuilds a record from the bytes a backend read (see [`RecordBody::stored`]). Boxed inside
+/// the `Arc` so that `RecordBody` holds a thin pointer: a memory transport's log keeps one body
+/// per record, and 8 more bytes would put every body in a larger allocation class.
+struct StoredRecord(Box<dyn Fn() -> Record + Send + Sync>);
 
 impl RecordBody {
     /// A body holding `env` unencoded, for a consumer to take as it is. An envelope that
@@ -57,7 +59,7 @@ impl RecordBody {
     /// assert_eq!(*body, encode_record(&env)); // the bytes are still there
     /// ```
     pub fn stored(envelope: Option<Envelope>, record: impl Fn() -> Record + Send + Sync + 'static) -> Self {
-        RecordBody { envelope: envelope.map(Box::new), stored: Some(Arc::new(record)), encoded: OnceLock::new() }
+        RecordBody { envelope: envelope.map(Box::new), stored: Some(Arc::new(StoredRecord(Box::new(record)))), encoded: OnceLock::new() }
     }
 
     /// The envelope this body was built from, if it was.
@@ -91,7 +93,7 @@ impl std::ops::Deref for RecordBody {
 
     fn deref(&self) -> &Record {
         self.encoded.get_or_init(|| match (&self.stored, &self.envelope) {
-            (Some(stored), _) => stored(),
+            (Some(stored), _) => (stored.0)(),
             (None, Some(env)) => encode_record(env),
             (None, None) => Record::default(),
         })
