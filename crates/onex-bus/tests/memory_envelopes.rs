@@ -106,6 +106,25 @@ fn a_body_keeps_only_envelopes_that_decode_to_themselves() {
     assert_eq!(*body, encode_record(&clashing));
 }
 
+/// The engine takes a body's envelope instead of cloning it only when the record's bytes stay
+/// available without it: a DLQ record must still carry them.
+#[test]
+fn a_body_gives_its_envelope_away_only_when_its_bytes_remain() {
+    use onex_bus::transport::RecordBody;
+    let env = envelope(7);
+    let mut body = RecordBody::from_envelope(env.clone());
+    assert_eq!(body.take_envelope(), None, "the envelope is the only source of the bytes");
+    assert_eq!(*body, encode_record(&env), "once encoded, the bytes are kept");
+    assert_eq!(body.take_envelope(), Some(env.clone()), "so now it may go");
+    assert_eq!(*body, encode_record(&env));
+
+    let bytes = encode_record(&env);
+    let mut stored = RecordBody::stored(Some(env.clone()), move || bytes.clone());
+    assert_eq!(stored.take_envelope(), Some(env.clone()));
+    assert_eq!(stored.take_envelope(), None, "taken once");
+    assert_eq!(*stored, encode_record(&env), "rebuilt from the stored bytes");
+}
+
 #[tokio::test]
 async fn a_bad_record_fails_its_call_and_stores_nothing_of_it() {
     use onex_bus::transport::ProduceRecord;
