@@ -92,11 +92,23 @@ impl BusCore {
 
     pub(crate) async fn produce_one(&self, topic: &str, rec: ProduceRecord) -> Result<Receipt> {
         self.ensure_topic(topic).await?;
-        self.transport.produce_one(topic, rec).await
+        let result = self.transport.produce_one(topic, rec).await;
+        self.forget_if_missing(topic, result)
     }
 
-    pub(crate) fn forget_topic(&self, topic: &str) {
-        self.known_topics.write().remove(topic);
+    pub(crate) async fn produce_envelope(&self, topic: &str, env: &Envelope) -> Result<Receipt> {
+        self.ensure_topic(topic).await?;
+        let result = self.transport.produce_envelope(topic, env).await;
+        self.forget_if_missing(topic, result)
+    }
+
+    /// A topic the transport says is missing was deleted behind our back: drop it from the
+    /// cache so that the next publish looks again (and creates it, when allowed).
+    fn forget_if_missing(&self, topic: &str, result: Result<Receipt>) -> Result<Receipt> {
+        if result.as_ref().is_err_and(|e| e.kind() == onex_core::ErrorKind::NotFound) {
+            self.known_topics.write().remove(topic);
+        }
+        result
     }
 }
 
@@ -205,18 +217,11 @@ impl EventBus for TransportBus {
             record: onex_core::Record { key: msg.key, value: msg.value, headers: msg.headers }.into(),
             partition: msg.partition,
         };
-        let result = self.core.produce_one(&msg.topic, rec).await;
-        if let Err(e) = &result {
-            if e.kind() == onex_core::ErrorKind::NotFound {
-                self.core.forget_topic(&msg.topic); // deleted behind our back: look again next time
-            }
-        }
-        result
+        self.core.produce_one(&msg.topic, rec).await
     }
 
     async fn publish_envelope(&self, env: &Envelope, topic: &str) -> Result<Receipt> {
-        self.core.ensure_topic(topic).await?;
-        self.core.transport.produce_envelope(topic, env).await
+        self.core.produce_envelope(topic, env).await
     }
 
     async fn subscribe(&self, sub: Subscription) -> Result<SubscriptionId> {

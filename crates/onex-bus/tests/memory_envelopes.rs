@@ -170,3 +170,31 @@ async fn an_envelope_lands_where_its_partition_key_hashes_like_on_the_other_back
     }
     assert_eq!(seen.len(), 8);
 }
+
+/// A topic deleted behind the bus's back fails the publish that finds it missing; the next
+/// publish looks again and creates it, through either publishing method.
+#[tokio::test]
+async fn a_topic_deleted_behind_the_bus_is_created_again_on_the_next_publish() {
+    let transport = Arc::new(MemoryTransport::default());
+    let bus = TransportBus::new(transport.clone());
+    let message = |topic: &str| onex_core::EventMessage {
+        topic: topic.to_string(),
+        key: None,
+        value: bytes::Bytes::from_static(b"{}"),
+        headers: Default::default(),
+        partition: None,
+    };
+    bus.publish_envelope(&envelope(1), "gone").await.unwrap();
+    bus.publish(message("gone-too")).await.unwrap();
+    for topic in ["gone", "gone-too"] {
+        transport.admin().delete_topic(topic).await.unwrap();
+    }
+
+    let e = bus.publish_envelope(&envelope(2), "gone").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    bus.publish_envelope(&envelope(3), "gone").await.expect("recreated on the next publish");
+    let e = bus.publish(message("gone-too")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    bus.publish(message("gone-too")).await.expect("recreated on the next publish");
+    assert!(transport.admin().describe_topic("gone").await.is_ok());
+}
