@@ -79,11 +79,11 @@ impl RecordBody {
 
     /// Key + value + headers bytes, without encoding an envelope to count them.
     pub fn byte_len(&self) -> usize {
-        match (self.encoded.get(), &self.envelope) {
-            (Some(r), _) => r.byte_len(),
-            _ if self.stored.is_some() => (**self).byte_len(),
-            (None, Some(env)) => encoded_len(env),
-            (None, None) => 0,
+        match (&self.envelope, &self.stored, self.encoded.get()) {
+            // A published envelope is measured without encoding it; any other body has its
+            // bytes, or rebuilds them from storage.
+            (Some(env), None, None) => encoded_len(env),
+            _ => (**self).byte_len(),
         }
     }
 }
