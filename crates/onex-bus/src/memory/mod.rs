@@ -184,7 +184,8 @@ impl Topic {
             }
         }
         drop(log);
-        Receipt { topic: self.name.to_string(), partition: p, offset, timestamp: now }
+        // `String::from`, not `to_string`: `Arc<str>` would go through `Display` and a growing buffer.
+        Receipt { topic: String::from(&*self.name), partition: p, offset, timestamp: now }
     }
 }
 

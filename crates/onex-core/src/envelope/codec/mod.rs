@@ -191,7 +191,7 @@ pub fn encoded_len(env: &Envelope) -> usize {
 /// process can then hand the envelope itself to consumers instead of encoding and decoding it.
 pub fn encodes_losslessly(env: &Envelope) -> bool {
     !env.event_type.is_empty()
-        && time::is_canonical(&env.timestamp)
+        && time::is_canonical(&env.timestamp.naive_utc())
         && env.metadata.headers.keys().all(|k| !h::RESERVED.contains(&k.as_str()))
 }
 

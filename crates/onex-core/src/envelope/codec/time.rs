@@ -3,7 +3,7 @@
 //! accept exactly chrono's RFC 3339 (`SecondsFormat::AutoSi`, `Z`); anything else (offsets,
 //! lowercase, leap seconds, years outside 0..=9999) goes through chrono.
 
-use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDateTime, SecondsFormat, Timelike, Utc};
 
 /// Room for the longest output chrono can make (`+262143-12-31T23:59:59.999999999Z`).
 pub(super) const MAX_LEN: usize = 40;
@@ -44,7 +44,7 @@ pub(super) fn format(t: &DateTime<Utc>, buf: &mut [u8; MAX_LEN]) -> usize {
     let naive = t.naive_utc();
     let (year, ordinal) = (naive.year(), naive.ordinal());
     let nanos = naive.nanosecond();
-    if !is_canonical(t) {
+    if !is_canonical(&naive) {
         let s = t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
         let n = s.len().min(MAX_LEN);
         buf[..n].copy_from_slice(&s.as_bytes()[..n]);
@@ -92,18 +92,21 @@ fn fraction_digits(nanos: u32) -> u32 {
 
 /// The length [`format`] writes for `t`, without formatting the canonical cases.
 pub(super) fn formatted_len(t: &DateTime<Utc>) -> usize {
-    if !is_canonical(t) {
+    let naive = t.naive_utc();
+    if !is_canonical(&naive) {
         return format(t, &mut [0u8; MAX_LEN]);
     }
     // `YYYY-MM-DDTHH:MM:SSZ`, plus `.` and the fraction when there is one.
-    match fraction_digits(t.nanosecond()) {
+    match fraction_digits(naive.nanosecond()) {
         0 => 20,
         d => 21 + d as usize,
     }
 }
 
-/// Whether `t` takes the fast paths both ways (and so parses back to itself exactly).
-pub(super) fn is_canonical(t: &DateTime<Utc>) -> bool {
+/// Whether `t` (UTC) takes the fast paths both ways (and so parses back to itself exactly).
+/// Read from the naive UTC value: `DateTime`'s own accessors first add the (zero) offset,
+/// which costs more than the check itself.
+pub(super) fn is_canonical(t: &NaiveDateTime) -> bool {
     (0..=9999).contains(&t.year()) && t.nanosecond() < 1_000_000_000
 }
 
