@@ -77,16 +77,16 @@ use headers as h;
 pub fn for_each_header(env: &Envelope, mut codec: impl FnMut(&'static str, &[u8]), mut user: impl FnMut(&str, &str)) {
     let mut uuid = [0u8; 36];
     codec(h::SPECVERSION, b"1.0");
-    codec(h::ID, env.envelope_id.hyphenated().encode_lower(&mut uuid).as_bytes());
+    codec(h::ID, digits::hyphenated(&env.envelope_id, &mut uuid));
     codec(h::SOURCE, env.source.as_bytes());
     codec(h::TYPE, env.event_type.as_bytes());
     let mut tbuf = [0u8; time::MAX_LEN];
     let tlen = time::format(&env.timestamp, &mut tbuf);
     codec(h::TIME, &tbuf[..tlen]);
     codec(h::CONTENT_TYPE, env.content_type.as_bytes());
-    codec(h::CORRELATION_ID, env.correlation_id.hyphenated().encode_lower(&mut uuid).as_bytes());
+    codec(h::CORRELATION_ID, digits::hyphenated(&env.correlation_id, &mut uuid));
     if let Some(c) = &env.causation_id {
-        codec(h::CAUSATION_ID, c.hyphenated().encode_lower(&mut uuid).as_bytes());
+        codec(h::CAUSATION_ID, digits::hyphenated(c, &mut uuid));
     }
     if let Some(k) = &env.partition_key {
         codec(h::PARTITION_KEY, k.as_bytes());
@@ -420,6 +420,7 @@ fn decode_plain(rec: &Record, topic: &str) -> Result<Envelope> {
     Ok(env)
 }
 
+mod digits;
 mod time;
 
 #[cfg(test)]

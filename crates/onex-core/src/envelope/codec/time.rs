@@ -5,26 +5,10 @@
 
 use chrono::{DateTime, Datelike, NaiveDateTime, SecondsFormat, Timelike, Utc};
 
+use super::digits::{nine, two};
+
 /// Room for the longest output chrono can make (`+262143-12-31T23:59:59.999999999Z`).
 pub(super) const MAX_LEN: usize = 40;
-
-fn two(buf: &mut [u8], at: usize, v: u32) {
-    buf[at] = b'0' + (v / 10) as u8;
-    buf[at + 1] = b'0' + (v % 10) as u8;
-}
-
-/// Ordinal day (1-based) → (month, day).
-fn month_day(year: i64, ordinal: u32) -> (u32, u32) {
-    let mut day = ordinal;
-    for month in 1..=12 {
-        let n = days_in_month(year, month);
-        if day <= n {
-            return (month, day);
-        }
-        day -= n;
-    }
-    (12, 31) // unreachable for a valid date; chrono guarantees ordinal <= 366
-}
 
 /// (year, month, day) → days since 1970-01-01 (`days_from_civil`); the inverse of the above.
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
@@ -39,42 +23,36 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 
 /// Formats `t` as chrono's `to_rfc3339_opts(SecondsFormat::AutoSi, true)` would, into `buf`.
 pub(super) fn format(t: &DateTime<Utc>, buf: &mut [u8; MAX_LEN]) -> usize {
-    // Year, ordinal day and seconds of the day are stored fields in chrono (cheap to read);
-    // month and day come from the ordinal with integer arithmetic.
+    // Read from the naive UTC value: year, month, day (a table lookup in chrono) and the
+    // seconds of the day are cheap there.
     let naive = t.naive_utc();
-    let (year, ordinal) = (naive.year(), naive.ordinal());
-    let nanos = naive.nanosecond();
     if !is_canonical(&naive) {
         let s = t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
         let n = s.len().min(MAX_LEN);
         buf[..n].copy_from_slice(&s.as_bytes()[..n]);
         return n;
     }
-    let (month, day) = month_day(i64::from(year), ordinal);
+    let y = naive.year() as u32;
     let sod = naive.num_seconds_from_midnight();
-    let y = year as u32;
     two(buf, 0, y / 100);
     two(buf, 2, y % 100);
     buf[4] = b'-';
-    two(buf, 5, month);
+    two(buf, 5, naive.month());
     buf[7] = b'-';
-    two(buf, 8, day);
+    two(buf, 8, naive.day());
     buf[10] = b'T';
     two(buf, 11, sod / 3600);
     buf[13] = b':';
     two(buf, 14, sod / 60 % 60);
     buf[16] = b':';
     two(buf, 17, sod % 60);
-    let digits = fraction_digits(nanos);
+    let nanos = naive.nanosecond();
+    let digits = fraction_digits(nanos) as usize;
     let mut len = 19;
     if digits > 0 {
         buf[len] = b'.';
-        let mut frac = nanos / 10u32.pow(9 - digits);
-        for i in (0..digits as usize).rev() {
-            buf[len + 1 + i] = b'0' + (frac % 10) as u8;
-            frac /= 10;
-        }
-        len += 1 + digits as usize;
+        buf[len + 1..len + 1 + digits].copy_from_slice(&nine(nanos)[..digits]);
+        len += 1 + digits;
     }
     buf[len] = b'Z';
     len + 1
