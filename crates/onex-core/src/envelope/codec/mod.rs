@@ -215,6 +215,9 @@ fn text(name: &str, v: &[u8]) -> Result<String> {
 }
 
 fn parse_uuid(name: &str, v: &[u8]) -> Result<Uuid> {
+    if let Some(id) = digits::parse_hyphenated(v) {
+        return Ok(id);
+    }
     Uuid::try_parse_ascii(v).map_err(|e| Error::decode(format!("header {name} is not a UUID ({e}): {:?}", String::from_utf8_lossy(v))))
 }
 
