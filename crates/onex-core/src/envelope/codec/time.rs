@@ -10,7 +10,7 @@ use super::digits::{nine, two};
 /// Room for the longest output chrono can make (`+262143-12-31T23:59:59.999999999Z`).
 pub(super) const MAX_LEN: usize = 40;
 
-/// (year, month, day) → days since 1970-01-01 (`days_from_civil`); the inverse of the above.
+/// (year, month, day) → days since 1970-01-01 (`days_from_civil`).
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
