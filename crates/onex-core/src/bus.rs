@@ -119,14 +119,19 @@ impl<F> fmt::Debug for HandlerFn<F> {
     }
 }
 
-#[async_trait]
+// Written out rather than with `#[async_trait]`: the closure's own future is boxed as it is,
+// instead of inside a wrapper future that first holds the delivery (one copy of it less).
 impl<F, Fut> EventHandler for HandlerFn<F>
 where
     F: Fn(Delivery) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<()>> + Send + 'static,
 {
-    async fn handle(&self, delivery: Delivery) -> Result<()> {
-        (self.0)(delivery).await
+    fn handle<'s, 'f>(&'s self, delivery: Delivery) -> std::pin::Pin<Box<dyn Future<Output = Result<()>> + Send + 'f>>
+    where
+        's: 'f,
+        Self: 'f,
+    {
+        Box::pin((self.0)(delivery))
     }
 }
 

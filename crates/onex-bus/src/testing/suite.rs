@@ -227,19 +227,20 @@ pub async fn non_retryable_goes_straight_to_dlq(h: &impl Harness) {
     failing_once(h, || Error::rejected("order 7 has no items"), ErrorKind::Rejected).await;
 }
 
-/// A handler panic is dead-lettered and the partition keeps going.
+/// A handler panic is dead-lettered and the partition keeps going, whether the handler panics
+/// while it runs or before it returns its future.
 pub async fn panic_goes_to_dlq_and_consumer_continues(h: &impl Harness) {
     let bus = h.bus().await;
     let topic = unique_topic("conf-panic");
-    let ok = Collector::new();
-    let ok2 = ok.clone();
     let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
     let s2 = seen.clone();
     let handler = handler_fn(move |d: Delivery| {
         let seen = s2.clone();
-        let _ = &ok2;
+        let v: serde_json::Value = d.envelope.payload_json().unwrap_or_default();
+        if v["poison"] == "early" {
+            panic!("poison pill {} before its future", v["n"]);
+        }
         async move {
-            let v: serde_json::Value = d.envelope.payload_json()?;
             if v["poison"] == true {
                 panic!("poison pill {}", v["n"]);
             }
@@ -249,15 +250,25 @@ pub async fn panic_goes_to_dlq_and_consumer_continues(h: &impl Harness) {
     });
     bus.subscribe(Subscription::new(&topic, "g", handler).with_options(fast_retries(3))).await.unwrap();
     bus.start().await.unwrap();
-    for (n, poison) in [(1, false), (2, true), (3, false)] {
+    let events = [
+        (1, serde_json::json!(false)),
+        (2, serde_json::json!(true)),
+        (3, serde_json::json!(false)),
+        (4, serde_json::json!("early")),
+        (5, serde_json::json!(false)),
+    ];
+    for (n, poison) in events {
         let env = Envelope::new("conformance.panic.v1", &serde_json::json!({"n": n, "poison": poison})).unwrap().with_partition_key("same");
         bus.publish_envelope(&env, &topic).await.unwrap();
     }
-    let dlq = read_dlq(&bus, &format!("{topic}.dlq"), 1).await;
-    assert_eq!(dlq[0].1.error_kind, ErrorKind::Panic);
-    assert!(dlq[0].1.reason.contains("poison pill 2"), "{}", dlq[0].1.reason);
-    wait_until("records around the poison handled", || seen.lock().len() >= 2).await;
-    assert_eq!(*seen.lock(), vec![1, 3]);
+    let dlq = read_dlq(&bus, &format!("{topic}.dlq"), 2).await;
+    assert!(dlq.iter().all(|(_, r)| r.error_kind == ErrorKind::Panic), "{dlq:?}");
+    let mut reasons: Vec<&str> = dlq.iter().map(|(_, r)| r.reason.as_str()).collect();
+    reasons.sort();
+    assert!(reasons[0].contains("poison pill 2"), "{reasons:?}");
+    assert!(reasons[1].contains("poison pill 4 before its future"), "{reasons:?}");
+    wait_until("records around the poison handled", || seen.lock().len() >= 3).await;
+    assert_eq!(*seen.lock(), vec![1, 3, 5]);
     bus.stop_consuming(Duration::from_secs(10)).await.unwrap();
 }
 
