@@ -207,11 +207,7 @@ async fn dispatch(
     last_commit: &mut Instant,
     stop: &watch::Receiver<Option<Duration>>,
 ) {
-    let mut by_partition: BTreeMap<u32, Vec<ConsumedRecord>> = BTreeMap::new();
-    for r in records {
-        by_partition.entry(r.partition).or_default().push(r);
-    }
-    for (p, batch) in by_partition {
+    for (p, batch) in partition_runs(records) {
         let Some(w) = workers.get(&p) else {
             continue; // not (or no longer) ours: a stale record of a revoked partition
         };
@@ -231,6 +227,20 @@ async fn dispatch(
             permit.send(batch);
         }
     }
+}
+
+/// Splits a poll's records into runs of one partition, in order. Transports read partition
+/// by partition, so a poll is usually a few long runs: each is copied once into its own batch
+/// (the first keeps the poll's vector), where pushing record by record would regrow each one.
+fn partition_runs(mut records: Vec<ConsumedRecord>) -> Vec<(u32, Vec<ConsumedRecord>)> {
+    let mut runs = Vec::new();
+    while let Some(last) = records.last().map(|r| r.partition) {
+        let start = records.iter().rposition(|r| r.partition != last).map_or(0, |i| i + 1);
+        let run = if start == 0 { std::mem::take(&mut records) } else { records.split_off(start) };
+        runs.push((last, run));
+    }
+    runs.reverse();
+    runs
 }
 
 async fn commit_progress(ctx: &SubscriptionContext, workers: &mut BTreeMap<u32, PartitionWorker>, consumer: &mut dyn TransportConsumer) {
@@ -266,5 +276,32 @@ async fn commit(ctx: &SubscriptionContext, consumer: &mut dyn TransportConsumer,
             tracing::warn!(topic = %ctx.sub.topic, group = %ctx.sub.group, error = %e.report(), "commit failed; will retry (records may be redelivered)");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::partition_runs;
+    use crate::transport::ConsumedRecord;
+
+    fn rec(partition: u32, offset: u64) -> ConsumedRecord {
+        let record = onex_core::Record { key: None, value: bytes::Bytes::from_static(b"{}"), headers: Default::default() };
+        ConsumedRecord { topic: Arc::from("t"), partition, offset, timestamp: chrono::Utc::now(), record: Arc::new(record.into()) }
+    }
+
+    fn shape(runs: &[(u32, Vec<ConsumedRecord>)]) -> Vec<(u32, Vec<u64>)> {
+        runs.iter().map(|(p, batch)| (*p, batch.iter().map(|r| r.offset).collect())).collect()
+    }
+
+    #[test]
+    fn runs_keep_partition_order_and_split_where_the_partition_changes() {
+        assert!(partition_runs(Vec::new()).is_empty());
+        let one = partition_runs(vec![rec(2, 5), rec(2, 6), rec(2, 7)]);
+        assert_eq!(shape(&one), vec![(2, vec![5, 6, 7])]);
+        // A partition that comes back later gets a second run, after the first, in order.
+        let mixed = partition_runs(vec![rec(0, 1), rec(0, 2), rec(3, 9), rec(1, 4), rec(1, 5), rec(0, 3)]);
+        assert_eq!(shape(&mixed), vec![(0, vec![1, 2]), (3, vec![9]), (1, vec![4, 5]), (0, vec![3])]);
     }
 }

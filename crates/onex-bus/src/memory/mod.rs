@@ -361,6 +361,7 @@ impl MemoryConsumer {
             }
             let from = (*pos - log.base) as usize;
             let take = (max - out.len()).min(log.records.len().saturating_sub(from));
+            out.reserve(take);
             for (i, s) in log.records.range(from..from + take).enumerate() {
                 out.push(ConsumedRecord {
                     topic: self.topic.name.clone(),

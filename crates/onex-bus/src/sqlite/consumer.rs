@@ -233,7 +233,7 @@ impl SqliteConsumer {
 }
 
 fn read_partitions(tx: &Transaction<'_>, topic: &Arc<str>, parts: &[(u32, i64, u64)], max: usize) -> Result<Vec<ConsumedRecord>> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(max.min(1024));
     let mut stmt = tx
         .prepare_cached("SELECT id, ts, key, value, headers FROM bus_records WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT ?3")
         .sql("preparing a read")?;
