@@ -6,9 +6,10 @@ use clap::Parser;
 use onex_cli::cli::Cli;
 
 // The bus moves many small allocations between threads; mimalloc handles that far better than
-// glibc malloc (measured in `onex bench bus-memory`, docs/benchmarks.md).
+// glibc malloc (measured in `onex bench bus-memory`, docs/benchmarks.md), when entered the way
+// its fast path expects (onex-alloc).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: onex_alloc::Allocator = onex_alloc::Allocator;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
