@@ -41,13 +41,13 @@ async fn ours(envs: Vec<Envelope>) -> Result<Side> {
     let lat = Arc::new(Mutex::new(Latencies::default()));
     let done = Arc::new(Notify::new());
     let (c2, l2, d2) = (count.clone(), lat.clone(), done.clone());
-    let started = Utc::now();
+    let sampling_from = Utc::now();
     let handler = handler_fn(move |d: Delivery| {
         let (count, lat, done) = (c2.clone(), l2.clone(), d2.clone());
         async move {
             let k = count.fetch_add(1, Ordering::Relaxed) + 1;
             // Envelopes were made before the clock started; a sampled one was stamped after.
-            if d.envelope.timestamp >= started {
+            if d.envelope.timestamp >= sampling_from {
                 let age = (Utc::now() - d.envelope.timestamp).to_std().unwrap_or_default();
                 lat.lock().record(age);
             }
