@@ -67,6 +67,12 @@ impl BusCore {
         if self.known_topics.read().contains(topic) {
             return Ok(());
         }
+        // Boxed: every publish future holds this one, and the rare path's state would make
+        // each of them several hundred bytes larger to build and move.
+        Box::pin(self.find_or_create(topic)).await
+    }
+
+    async fn find_or_create(&self, topic: &str) -> Result<()> {
         validate_topic(topic)?;
         match self.transport.admin().describe_topic(topic).await {
             Ok(_) => {}
@@ -99,6 +105,12 @@ impl BusCore {
     pub(crate) async fn produce_envelope(&self, topic: &str, env: &Envelope) -> Result<Receipt> {
         self.ensure_topic(topic).await?;
         let result = self.transport.produce_envelope(topic, env).await;
+        self.forget_if_missing(topic, result)
+    }
+
+    pub(crate) async fn produce_shared_envelope(&self, topic: &str, env: Arc<Envelope>) -> Result<Receipt> {
+        self.ensure_topic(topic).await?;
+        let result = self.transport.produce_shared_envelope(topic, env).await;
         self.forget_if_missing(topic, result)
     }
 
@@ -222,6 +234,21 @@ impl EventBus for TransportBus {
 
     async fn publish_envelope(&self, env: &Envelope, topic: &str) -> Result<Receipt> {
         self.core.produce_envelope(topic, env).await
+    }
+
+    // Written out rather than as an `async fn`: the envelope goes into its `Arc` at once,
+    // instead of being moved (~400 bytes at a time) into the boxed future and out again.
+    fn publish_envelope_owned<'s, 't, 'f>(
+        &'s self,
+        env: Envelope,
+        topic: &'t str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Receipt>> + Send + 'f>>
+    where
+        's: 'f,
+        't: 'f,
+        Self: 'f,
+    {
+        Box::pin(self.core.produce_shared_envelope(topic, Arc::new(env)))
     }
 
     async fn subscribe(&self, sub: Subscription) -> Result<SubscriptionId> {

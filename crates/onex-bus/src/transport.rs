@@ -21,8 +21,8 @@ use onex_core::{Envelope, HealthStatus, Receipt, Record, Result, StartFrom, Topi
 /// pays for encoding, or for building headers it does not read.
 #[derive(Clone, Default)]
 pub struct RecordBody {
-    // Boxed: a body is moved several times on the way to the log; keep it small.
-    envelope: Option<Box<Envelope>>,
+    // Shared: a memory log hands this very envelope to every group's handlers.
+    envelope: Option<Arc<Envelope>>,
     stored: Option<Arc<StoredRecord>>,
     encoded: OnceLock<Record>,
 }
@@ -33,12 +33,12 @@ pub struct RecordBody {
 struct StoredRecord(Box<dyn Fn() -> Record + Send + Sync>);
 
 impl RecordBody {
-    /// A body holding `env` unencoded, for a consumer to take as it is. An envelope that
+    /// A body holding `env` unencoded, for consumers to share as it is. An envelope that
     /// would not decode to itself (see [`encodes_losslessly`]) is encoded at once instead, so
     /// every consumer sees what decoding the bytes gives, whichever form the body has.
-    pub fn from_envelope(env: Envelope) -> Self {
+    pub fn from_envelope(env: Arc<Envelope>) -> Self {
         if encodes_losslessly(&env) {
-            RecordBody { envelope: Some(Box::new(env)), stored: None, encoded: OnceLock::new() }
+            RecordBody { envelope: Some(env), stored: None, encoded: OnceLock::new() }
         } else {
             encode_record(&env).into()
         }
@@ -54,27 +54,17 @@ impl RecordBody {
     ///
     /// let env = Envelope::new("order_created", &serde_json::json!({"id": 1})).unwrap();
     /// let bytes = encode_record(&env);
-    /// let mut body = RecordBody::stored(Some(env.clone()), move || bytes.clone());
-    /// assert_eq!(body.take_envelope(), Some(env.clone()));
-    /// assert_eq!(*body, encode_record(&env)); // the bytes are still there
+    /// let body = RecordBody::stored(Some(env.clone()), move || bytes.clone());
+    /// assert_eq!(body.envelope().map(|e| &**e), Some(&env));
+    /// assert_eq!(*body, encode_record(&env)); // the bytes are there too
     /// ```
     pub fn stored(envelope: Option<Envelope>, record: impl Fn() -> Record + Send + Sync + 'static) -> Self {
-        RecordBody { envelope: envelope.map(Box::new), stored: Some(Arc::new(StoredRecord(Box::new(record)))), encoded: OnceLock::new() }
+        RecordBody { envelope: envelope.map(Arc::new), stored: Some(Arc::new(StoredRecord(Box::new(record)))), encoded: OnceLock::new() }
     }
 
-    /// The envelope this body was built from, if it was.
-    pub fn envelope(&self) -> Option<&Envelope> {
-        self.envelope.as_deref()
-    }
-
-    /// Takes the envelope out when the record's bytes stay available without it (stored, or
-    /// already encoded): the engine hands a consumer's only copy to the handler instead of
-    /// cloning it. `None` when there is none or it is the only source of the bytes.
-    pub fn take_envelope(&mut self) -> Option<Envelope> {
-        if self.stored.is_none() && self.encoded.get().is_none() {
-            return None;
-        }
-        self.envelope.take().map(|env| *env)
+    /// The envelope this body was built from, if it was; consumers share it.
+    pub fn envelope(&self) -> Option<&Arc<Envelope>> {
+        self.envelope.as_ref()
     }
 
     /// Key + value + headers bytes, without encoding an envelope to count them.
@@ -202,6 +192,11 @@ pub trait Transport: Send + Sync + 'static {
     /// from the borrow.
     async fn produce_envelope(&self, topic: &str, env: &Envelope) -> Result<Receipt> {
         self.produce_one(topic, ProduceRecord::new(encode_record(env))).await
+    }
+    /// [`Transport::produce_envelope`] of an envelope nobody else will change: a transport
+    /// that keeps envelopes (memory) stores this one as it is. The default borrows it.
+    async fn produce_shared_envelope(&self, topic: &str, env: Arc<Envelope>) -> Result<Receipt> {
+        self.produce_envelope(topic, &env).await
     }
     /// Joins `group` on `topic`. The first poll returns the initial assignment.
     async fn consumer(&self, group: &str, topic: &str, start: StartFrom) -> Result<Box<dyn TransportConsumer>>;

@@ -18,7 +18,7 @@ fn envelope(n: u32) -> Envelope {
     env
 }
 
-async fn handled(bus: &TransportBus, topic: &str, count: usize) -> Vec<Envelope> {
+async fn handled(bus: &TransportBus, topic: &str, count: usize) -> Vec<Arc<Envelope>> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     bus.subscribe(Subscription::new(
         topic,
@@ -55,9 +55,9 @@ async fn consumers_get_what_decoding_the_encoded_record_gives() {
     }
     let got = handled(&bus, "orders", 2).await;
     for (env, got) in [&plain, &clashing].into_iter().zip(&got) {
-        assert_eq!(got, &decode_record(&encode_record(env), "orders").unwrap());
+        assert_eq!(**got, decode_record(&encode_record(env), "orders").unwrap());
     }
-    assert_eq!(got[0], plain);
+    assert_eq!(*got[0], plain);
     assert_eq!(got[1].event_type, "spoofed.v1");
 }
 
@@ -98,31 +98,74 @@ async fn an_oversize_envelope_is_refused_before_it_is_stored() {
 fn a_body_keeps_only_envelopes_that_decode_to_themselves() {
     use onex_bus::transport::RecordBody;
     let plain = envelope(5);
-    assert_eq!(RecordBody::from_envelope(plain.clone()).envelope(), Some(&plain));
+    assert_eq!(RecordBody::from_envelope(Arc::new(plain.clone())).envelope().map(|e| &**e), Some(&plain));
     let mut clashing = envelope(6);
     clashing.metadata.headers.insert("ce_id".into(), "not-a-uuid".into());
-    let body = RecordBody::from_envelope(clashing.clone());
+    let body = RecordBody::from_envelope(Arc::new(clashing.clone()));
     assert!(body.envelope().is_none(), "encoded at once");
     assert_eq!(*body, encode_record(&clashing));
 }
 
-/// The engine takes a body's envelope instead of cloning it only when the record's bytes stay
-/// available without it: a DLQ record must still carry them.
+/// A body shares its envelope with every consumer and still gives the exact bytes to anyone
+/// who asks (a DLQ record, a tool).
 #[test]
-fn a_body_gives_its_envelope_away_only_when_its_bytes_remain() {
+fn a_body_shares_its_envelope_and_keeps_its_bytes() {
     use onex_bus::transport::RecordBody;
-    let env = envelope(7);
-    let mut body = RecordBody::from_envelope(env.clone());
-    assert_eq!(body.take_envelope(), None, "the envelope is the only source of the bytes");
-    assert_eq!(*body, encode_record(&env), "once encoded, the bytes are kept");
-    assert_eq!(body.take_envelope(), Some(env.clone()), "so now it may go");
-    assert_eq!(*body, encode_record(&env));
+    let env = Arc::new(envelope(7));
+    let body = RecordBody::from_envelope(env.clone());
+    assert!(Arc::ptr_eq(body.envelope().unwrap(), &env), "the published envelope itself, not a copy");
+    assert_eq!(*body, encode_record(&env), "encoded on demand");
+    assert!(Arc::ptr_eq(body.envelope().unwrap(), &env));
 
     let bytes = encode_record(&env);
-    let mut stored = RecordBody::stored(Some(env.clone()), move || bytes.clone());
-    assert_eq!(stored.take_envelope(), Some(env.clone()));
-    assert_eq!(stored.take_envelope(), None, "taken once");
+    let stored = RecordBody::stored(Some((*env).clone()), move || bytes.clone());
+    assert_eq!(stored.envelope().map(|e| &**e), Some(&*env));
     assert_eq!(*stored, encode_record(&env), "rebuilt from the stored bytes");
+}
+
+/// `publish_envelope_owned` stores the envelope itself: two groups' handlers get that one
+/// envelope, and a retried record gets its own copy with the retry count (the shared one is
+/// never changed).
+#[tokio::test]
+async fn an_owned_publish_is_shared_by_groups_and_copied_only_for_a_retry() {
+    use parking_lot::Mutex;
+    let bus = TransportBus::new(Arc::new(MemoryTransport::default()));
+    let seen: Arc<Mutex<Vec<(String, u32, Arc<Envelope>)>>> = Arc::default();
+    for group in ["a", "b"] {
+        let seen = seen.clone();
+        let handler = handler_fn(move |d| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().push((group.to_string(), d.attempt, d.envelope.clone()));
+                if group == "b" && d.attempt == 1 {
+                    return Err(onex_core::Error::unavailable("try again"));
+                }
+                Ok(())
+            }
+        });
+        let mut options = onex_core::SubscriptionOptions::default();
+        options.retry.initial_backoff = Duration::from_millis(1);
+        bus.subscribe(Subscription::new("shared", group, handler).with_options(options)).await.unwrap();
+    }
+    let env = envelope(8);
+    let id = env.envelope_id;
+    // A copy would have its own string buffers: the address tells whether it was copied.
+    let event_type_at = env.event_type.as_ptr() as usize;
+    bus.publish_envelope_owned(env, "shared").await.unwrap();
+    bus.start().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.lock().len() < 3 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    bus.stop_consuming(Duration::from_secs(5)).await.unwrap();
+    let seen = seen.lock();
+    let get = |g: &str, attempt: u32| seen.iter().find(|(sg, a, _)| sg == g && *a == attempt).map(|(_, _, e)| e.clone()).unwrap();
+    let (a1, b1, b2) = (get("a", 1), get("b", 1), get("b", 2));
+    assert!(Arc::ptr_eq(&a1, &b1), "both groups' first attempts share the stored envelope");
+    assert_eq!(a1.event_type.as_ptr() as usize, event_type_at, "the stored envelope is the published one, not a copy");
+    assert_eq!((a1.retry_count, b2.retry_count), (0, 1));
+    assert!(!Arc::ptr_eq(&b1, &b2), "the retry has its own copy");
+    assert_eq!(b2.envelope_id, id);
 }
 
 #[tokio::test]

@@ -85,10 +85,16 @@ pub struct Receipt {
 }
 
 /// A record handed to a subscriber.
+///
+/// The envelope is shared, not copied: on the memory backend it is the very envelope the log
+/// keeps for every group, so handing it over costs a reference count instead of a copy of its
+/// strings per group. Read it through the `Arc` (`d.envelope.event_type`,
+/// `d.envelope.payload_as::<T>()`, `Envelope::caused_by(&d.envelope)`); take an owned one with
+/// `Arc::unwrap_or_clone(d.envelope)`, which copies only when the envelope is still shared.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     /// The decoded envelope (`retry_count` = attempts before this one).
-    pub envelope: Envelope,
+    pub envelope: Arc<Envelope>,
     /// Source topic.
     pub topic: Arc<str>,
     /// Partition.
@@ -324,6 +330,12 @@ pub trait EventBus: Send + Sync {
     /// Encodes an envelope (CloudEvents binary mode) and publishes it; the partition key
     /// picks the partition.
     async fn publish_envelope(&self, env: &Envelope, topic: &str) -> Result<Receipt>;
+    /// [`EventBus::publish_envelope`] of an envelope the caller gives up: a bus that keeps
+    /// envelopes as they are (memory) stores this one instead of a copy. The default borrows
+    /// it, for buses that encode it anyway.
+    async fn publish_envelope_owned(&self, env: Envelope, topic: &str) -> Result<Receipt> {
+        self.publish_envelope(&env, topic).await
+    }
     /// Registers a subscription. Subscriptions start receiving when `start_consuming` runs
     /// (or at once if it already runs).
     async fn subscribe(&self, sub: Subscription) -> Result<SubscriptionId>;

@@ -124,11 +124,11 @@ async fn work(ctx: Arc<SubscriptionContext>, mut rx: mpsc::Receiver<Vec<Consumed
             Some(l) => Some(l.clone().acquire_owned().await.expect("semaphore never closed")),
             None => None,
         };
-        for mut rec in batch {
+        for rec in batch {
             if stopping.load(Ordering::Relaxed) {
                 return;
             }
-            match record::handle_record(&ctx, &mut rec, &stopping).await {
+            match record::handle_record(&ctx, &rec, &stopping).await {
                 record::Outcome::Done => done.store(rec.offset + 1, Ordering::Release),
                 record::Outcome::Interrupted => return,
             }

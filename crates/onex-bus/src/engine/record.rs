@@ -12,7 +12,7 @@ use onex_core::{ClaimOutcome, Delivery, Envelope, Error, Result};
 
 use super::dlq::{write_dlq, Failure};
 use super::SubscriptionContext;
-use crate::transport::{ConsumedRecord, RecordBody};
+use crate::transport::ConsumedRecord;
 
 /// How handling a record ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -26,11 +26,8 @@ pub(crate) enum Outcome {
 /// Idempotency lease while a handler runs.
 const CLAIM_LEASE: Duration = Duration::from_secs(60);
 
-pub(crate) async fn handle_record(ctx: &SubscriptionContext, rec: &mut ConsumedRecord, stopping: &AtomicBool) -> Outcome {
-    // A record this consumer alone holds gives its envelope away; a shared one is cloned.
-    let taken = Arc::get_mut(&mut rec.record).and_then(RecordBody::take_envelope);
-    let rec = &*rec;
-    let envelope = match taken.map_or_else(|| decode(rec), Ok) {
+pub(crate) async fn handle_record(ctx: &SubscriptionContext, rec: &ConsumedRecord, stopping: &AtomicBool) -> Outcome {
+    let envelope = match decode(rec) {
         Ok(env) => env,
         Err(e) => {
             ctx.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
@@ -65,7 +62,7 @@ pub(crate) async fn handle_record(ctx: &SubscriptionContext, rec: &mut ConsumedR
                     attempts: 1,
                     first_failure: Utc::now(),
                     correlation_id: Some(correlation_id),
-                    event_type: Some(envelope.event_type),
+                    event_type: Some(envelope.event_type.clone()),
                 };
                 return write_dlq(ctx, rec, failure, stopping).await;
             }
@@ -89,8 +86,8 @@ pub(crate) async fn handle_record(ctx: &SubscriptionContext, rec: &mut ConsumedR
     // Read the clock only when something fails: the common path never needs it.
     let mut first_failure = None;
     let error = loop {
-        // The first attempt takes the decoded envelope; a retry decodes the bytes again
-        // (cheaper than cloning every envelope for the rare retry).
+        // The first attempt takes the decoded envelope; a retry decodes the bytes again, so
+        // that a handler's changes to an envelope it owned do not reach the next attempt.
         let mut env = match next.take() {
             Some(env) => env,
             None => match decode(rec) {
@@ -98,7 +95,10 @@ pub(crate) async fn handle_record(ctx: &SubscriptionContext, rec: &mut ConsumedR
                 Err(e) => break e,
             },
         };
-        env.retry_count = attempt - 1;
+        // Copied only when it changes: the first attempt of a fresh record shares the envelope.
+        if env.retry_count != attempt - 1 {
+            Arc::make_mut(&mut env).retry_count = attempt - 1;
+        }
         let delivery = Delivery { envelope: env, topic: rec.topic.clone(), partition: rec.partition, offset: rec.offset, attempt };
         let result = call_handler(ctx, delivery).await;
         if result.is_err() {
@@ -133,7 +133,7 @@ pub(crate) async fn handle_record(ctx: &SubscriptionContext, rec: &mut ConsumedR
     };
     ctx.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
     tracing::warn!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, attempts = attempt, kind = %error.kind(), error = %error.report(), "sending record to the DLQ");
-    let event_type = decode(rec).ok().map(|e| e.event_type);
+    let event_type = decode(rec).ok().map(|e| e.event_type.clone());
     let first_failure = first_failure.unwrap_or_else(Utc::now); // a retry could not decode
     let failure = Failure { error, attempts: attempt, first_failure, correlation_id: Some(correlation_id), event_type };
     let outcome = write_dlq(ctx, rec, failure, stopping).await;
@@ -144,12 +144,12 @@ pub(crate) async fn handle_record(ctx: &SubscriptionContext, rec: &mut ConsumedR
     outcome
 }
 
-/// The record's envelope: a clone of the one published in this process (memory transport),
-/// or decoded from the bytes.
-fn decode(rec: &ConsumedRecord) -> Result<Envelope> {
+/// The record's envelope: the one published in this process (memory transport) or decoded
+/// by the transport, shared; or decoded from the bytes.
+fn decode(rec: &ConsumedRecord) -> Result<Arc<Envelope>> {
     match rec.record.envelope() {
         Some(env) => Ok(env.clone()),
-        None => decode_record(&rec.record, &rec.topic),
+        None => decode_record(&rec.record, &rec.topic).map(Arc::new),
     }
 }
 

@@ -285,10 +285,17 @@ impl Transport for MemoryTransport {
     }
 
     async fn produce_envelope(&self, topic: &str, env: &onex_core::Envelope) -> Result<Receipt> {
-        // Kept unencoded: consumers in this process get a clone, without an encode/decode
-        // trip; routed by the partition key as its encoded record's key would be.
         let key = env.partition_key.as_deref().map(str::as_bytes);
-        self.append_one(topic, onex_core::envelope::encoded_len(env), None, key, || RecordBody::from_envelope(env.clone()))
+        self.append_one(topic, onex_core::envelope::encoded_len(env), None, key, || RecordBody::from_envelope(Arc::new(env.clone())))
+    }
+
+    async fn produce_shared_envelope(&self, topic: &str, env: Arc<onex_core::Envelope>) -> Result<Receipt> {
+        // Kept unencoded and shared: consumers in this process take it as it is, without an
+        // encode/decode trip or a copy; routed by the partition key as its encoded record's
+        // key would be.
+        let key = env.partition_key.as_deref().map(str::as_bytes);
+        let size = onex_core::envelope::encoded_len(&env);
+        self.append_one(topic, size, None, key, || RecordBody::from_envelope(env.clone()))
     }
 
     async fn consumer(&self, group: &str, topic: &str, start: StartFrom) -> Result<Box<dyn TransportConsumer>> {

@@ -42,7 +42,7 @@ pub async fn envelope_round_trip(h: &impl Harness) {
     let env = full_envelope();
     let receipt = bus.publish_envelope(&env, &topic).await.unwrap();
     let got = c.wait_for(1).await;
-    assert_eq!(got[0].envelope, env);
+    assert_eq!(*got[0].envelope, env);
     assert_eq!((got[0].partition, got[0].offset), (receipt.partition, receipt.offset));
     assert_eq!(got[0].attempt, 1);
     bus.stop_consuming(Duration::from_secs(10)).await.unwrap();

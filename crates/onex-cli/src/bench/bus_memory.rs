@@ -64,13 +64,13 @@ async fn ours(envs: Vec<Envelope>) -> Result<Side> {
         if i as u64 % SAMPLE_EVERY == 0 {
             env.timestamp = Utc::now();
         }
-        bus.publish_envelope(&env, "bench").await?;
+        bus.publish_envelope_owned(env, "bench").await?;
     }
     done.notified().await;
     let elapsed = start.elapsed();
     bus.stop_consuming(Duration::from_secs(10)).await?;
     let lat = lat.lock();
-    Ok(Side::new("TransportBus(memory).publish_envelope → subscriber handler, 1 group, 4 partitions", n, elapsed, "msg/s", &lat))
+    Ok(Side::new("TransportBus(memory).publish_envelope_owned → subscriber handler, 1 group, 4 partitions", n, elapsed, "msg/s", &lat))
 }
 
 type Raw = (Option<Bytes>, Bytes, Headers, Option<Instant>);
