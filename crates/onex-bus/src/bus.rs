@@ -142,7 +142,7 @@ struct Registered {
 /// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
 /// bus.subscribe(Subscription::new("orders", "billing", handler_fn(move |d| {
 ///     let tx = tx.clone();
-///     async move { tx.send(d.envelope.event_type).ok(); Ok(()) }
+///     async move { tx.send(d.envelope.event_type.clone()).ok(); Ok(()) }
 /// }))).await?;
 /// bus.start().await?;
 /// bus.publish_envelope(&Envelope::new("orders.created.v1", &serde_json::json!({"id": 1}))?, "orders").await?;

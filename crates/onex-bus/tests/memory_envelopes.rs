@@ -130,7 +130,8 @@ fn a_body_shares_its_envelope_and_keeps_its_bytes() {
 async fn an_owned_publish_is_shared_by_groups_and_copied_only_for_a_retry() {
     use parking_lot::Mutex;
     let bus = TransportBus::new(Arc::new(MemoryTransport::default()));
-    let seen: Arc<Mutex<Vec<(String, u32, Arc<Envelope>)>>> = Arc::default();
+    type Seen = Vec<(String, u32, Arc<Envelope>)>; // (group, attempt, envelope)
+    let seen: Arc<Mutex<Seen>> = Arc::default();
     for group in ["a", "b"] {
         let seen = seen.clone();
         let handler = handler_fn(move |d| {
