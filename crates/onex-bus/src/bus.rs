@@ -96,21 +96,15 @@ impl BusCore {
         Ok(())
     }
 
-    pub(crate) async fn produce_one(&self, topic: &str, rec: ProduceRecord) -> Result<Receipt> {
+    /// Sends to `topic` through the transport once the topic is known to exist (created when
+    /// allowed), and forgets a topic the transport reports missing. `send` runs only after the
+    /// check, so what it captures is not built for a publish that fails it.
+    pub(crate) async fn produce_with<'a, F>(&'a self, topic: &'a str, send: impl FnOnce(&'a dyn Transport) -> F) -> Result<Receipt>
+    where
+        F: std::future::Future<Output = Result<Receipt>>,
+    {
         self.ensure_topic(topic).await?;
-        let result = self.transport.produce_one(topic, rec).await;
-        self.forget_if_missing(topic, result)
-    }
-
-    pub(crate) async fn produce_envelope(&self, topic: &str, env: &Envelope) -> Result<Receipt> {
-        self.ensure_topic(topic).await?;
-        let result = self.transport.produce_envelope(topic, env).await;
-        self.forget_if_missing(topic, result)
-    }
-
-    pub(crate) async fn produce_shared_envelope(&self, topic: &str, env: Arc<Envelope>) -> Result<Receipt> {
-        self.ensure_topic(topic).await?;
-        let result = self.transport.produce_shared_envelope(topic, env).await;
+        let result = send(&*self.transport).await;
         self.forget_if_missing(topic, result)
     }
 
@@ -229,11 +223,11 @@ impl EventBus for TransportBus {
             record: onex_core::Record { key: msg.key, value: msg.value, headers: msg.headers }.into(),
             partition: msg.partition,
         };
-        self.core.produce_one(&msg.topic, rec).await
+        self.core.produce_with(&msg.topic, |t| t.produce_one(&msg.topic, rec)).await
     }
 
     async fn publish_envelope(&self, env: &Envelope, topic: &str) -> Result<Receipt> {
-        self.core.produce_envelope(topic, env).await
+        self.core.produce_with(topic, |t| t.produce_envelope(topic, env)).await
     }
 
     // Written out rather than as an `async fn`: the envelope goes into its `Arc` at once,
@@ -248,7 +242,8 @@ impl EventBus for TransportBus {
         't: 'f,
         Self: 'f,
     {
-        Box::pin(self.core.produce_shared_envelope(topic, Arc::new(env)))
+        let env = Arc::new(env);
+        Box::pin(self.core.produce_with(topic, move |t| t.produce_shared_envelope(topic, env)))
     }
 
     async fn subscribe(&self, sub: Subscription) -> Result<SubscriptionId> {

@@ -81,21 +81,13 @@ pub(crate) async fn handle_record(ctx: &SubscriptionContext, rec: &ConsumedRecor
     }
 
     let policy = &ctx.sub.options.retry;
-    let mut next = Some(envelope);
     let mut attempt: u32 = 1;
     // Read the clock only when something fails: the common path never needs it.
     let mut first_failure = None;
     let error = loop {
-        // The first attempt takes the decoded envelope; a retry decodes the bytes again, so
-        // that a handler's changes to an envelope it owned do not reach the next attempt.
-        let mut env = match next.take() {
-            Some(env) => env,
-            None => match decode(rec) {
-                Ok(env) => env,
-                Err(e) => break e,
-            },
-        };
-        // Copied only when it changes: the first attempt of a fresh record shares the envelope.
+        // Every attempt shares the decoded envelope (handlers cannot change it); it is copied
+        // only when its retry count changes, so the first attempt of a fresh record shares it.
+        let mut env = envelope.clone();
         if env.retry_count != attempt - 1 {
             Arc::make_mut(&mut env).retry_count = attempt - 1;
         }
@@ -133,9 +125,14 @@ pub(crate) async fn handle_record(ctx: &SubscriptionContext, rec: &ConsumedRecor
     };
     ctx.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
     tracing::warn!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, attempts = attempt, kind = %error.kind(), error = %error.report(), "sending record to the DLQ");
-    let event_type = decode(rec).ok().map(|e| e.event_type.clone());
-    let first_failure = first_failure.unwrap_or_else(Utc::now); // a retry could not decode
-    let failure = Failure { error, attempts: attempt, first_failure, correlation_id: Some(correlation_id), event_type };
+    let first_failure = first_failure.unwrap_or_else(Utc::now);
+    let failure = Failure {
+        error,
+        attempts: attempt,
+        first_failure,
+        correlation_id: Some(correlation_id),
+        event_type: Some(envelope.event_type.clone()),
+    };
     let outcome = write_dlq(ctx, rec, failure, stopping).await;
     if ctx.sub.options.idempotent {
         // Dead-lettered: a replay must be able to claim it again.

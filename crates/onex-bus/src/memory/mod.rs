@@ -285,8 +285,7 @@ impl Transport for MemoryTransport {
     }
 
     async fn produce_envelope(&self, topic: &str, env: &onex_core::Envelope) -> Result<Receipt> {
-        let key = env.partition_key.as_deref().map(str::as_bytes);
-        self.append_one(topic, onex_core::envelope::encoded_len(env), None, key, || RecordBody::from_envelope(Arc::new(env.clone())))
+        self.produce_shared_envelope(topic, Arc::new(env.clone())).await
     }
 
     async fn produce_shared_envelope(&self, topic: &str, env: Arc<onex_core::Envelope>) -> Result<Receipt> {
