@@ -67,6 +67,14 @@ impl RecordBody {
         self.envelope.as_ref()
     }
 
+    /// The envelope of a body made by [`RecordBody::from_envelope`], whose record is exactly
+    /// `encode_record` of it: a transport may store such an envelope in a form of its own
+    /// and rebuild the record from it. `None` for bodies made from records or read from
+    /// storage (their envelope may not encode back to their bytes).
+    pub fn published_envelope(&self) -> Option<&Arc<Envelope>> {
+        self.envelope.as_ref().filter(|_| self.stored.is_none())
+    }
+
     /// Key + value + headers bytes, without encoding an envelope to count them.
     pub fn byte_len(&self) -> usize {
         match (&self.envelope, &self.stored, self.encoded.get()) {
@@ -125,6 +133,13 @@ impl ProduceRecord {
     /// A record routed by its key.
     pub fn new(record: Record) -> Self {
         ProduceRecord { key: record.key.clone(), record: record.into(), partition: None }
+    }
+
+    /// An envelope routed by its partition key, as its encoded record would be, and kept
+    /// unencoded ([`RecordBody::from_envelope`]).
+    pub fn from_envelope(env: Arc<Envelope>) -> Self {
+        let key = env.partition_key.as_ref().map(|k| Bytes::copy_from_slice(k.as_bytes()));
+        ProduceRecord { key, record: RecordBody::from_envelope(env), partition: None }
     }
 }
 

@@ -123,7 +123,7 @@ impl<'a> Iterator for HeaderPairs<'a> {
     }
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -131,7 +131,7 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn get_varint(buf: &mut &[u8]) -> Option<u64> {
+pub(crate) fn get_varint(buf: &mut &[u8]) -> Option<u64> {
     let mut v = 0u64;
     for (i, b) in buf.iter().enumerate().take(10) {
         v |= u64::from(b & 0x7f) << (7 * i);

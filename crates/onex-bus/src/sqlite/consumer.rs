@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use chrono::DateTime;
 use onex_core::envelope::decode_binary_pairs;
 use onex_core::{Error, Record, Result, StartFrom};
 use parking_lot::Mutex;
@@ -18,6 +17,7 @@ use tokio::time::Instant;
 
 use super::codec::{decode_headers, offset_of, row_id, HeaderPairs, SqlContext};
 use super::group::{self, MemberKey};
+use super::stored_envelope::{self, is_stored_envelope, DayCache};
 use super::Shared;
 use crate::transport::{ConsumedRecord, PollEvent, RecordBody, TransportConsumer};
 
@@ -237,6 +237,7 @@ fn read_partitions(tx: &Transaction<'_>, topic: &Arc<str>, parts: &[(u32, i64, u
     let mut stmt = tx
         .prepare_cached("SELECT id, ts, key, value, headers FROM bus_records WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT ?3")
         .sql("preparing a read")?;
+    let mut days = DayCache::default();
     for (p, pid, pos) in parts {
         if out.len() >= max {
             break;
@@ -248,37 +249,54 @@ fn read_partitions(tx: &Transaction<'_>, topic: &Arc<str>, parts: &[(u32, i64, u
             let key = row.get_ref(2).and_then(|v| Ok(v.as_blob_or_null()?)).sql("reading a key")?;
             let value = row.get_ref(3).and_then(|v| Ok(v.as_blob()?)).sql("reading a value")?;
             let headers = row.get_ref(4).and_then(|v| Ok(v.as_blob_or_null()?)).sql("reading headers")?;
-            // One allocation per record: key and value are slices of it, and so are header
-            // values when something asks for the record (a DLQ record, a retry); a handler
-            // gets the envelope decoded straight from the stored headers.
-            let (klen, vlen) = (key.map_or(0, <[u8]>::len), value.len());
-            let mut buf = Vec::with_capacity(klen + vlen + headers.map_or(0, <[u8]>::len));
-            buf.extend_from_slice(key.unwrap_or_default());
-            buf.extend_from_slice(value);
-            buf.extend_from_slice(headers.unwrap_or_default());
-            let buf = Bytes::from(buf);
-            let damaged = Cell::new(false);
-            let pairs = HeaderPairs::new(headers.unwrap_or_default(), &damaged);
-            // Not binary mode, an error or damaged headers: the engine decodes the record.
-            let envelope = decode_binary_pairs(pairs, buf.slice(klen..klen + vlen)).and_then(Result::ok).filter(|_| !damaged.get());
-            let (has_key, topic_name, partition, offset) = (key.is_some(), topic.clone(), *p, offset_of(id));
-            let record = move || {
-                let headers = decode_headers(&buf.slice(klen + vlen..)).unwrap_or_else(|e| {
-                    tracing::error!(topic = %topic_name, partition, offset, error = %e.report(), "record headers are damaged; delivering the record without them");
-                    onex_core::Headers::new()
-                });
-                Record { key: has_key.then(|| buf.slice(..klen)), value: buf.slice(klen..klen + vlen), headers }
+            let (partition, offset) = (*p, offset_of(id));
+            let body = match headers.filter(|h| is_stored_envelope(h)) {
+                Some(blob) => match stored_envelope::decode(blob, key, value, &mut days) {
+                    Ok(env) => RecordBody::from_envelope(Arc::new(env)),
+                    Err(e) => {
+                        tracing::error!(topic = %topic, partition, offset, error = %e.report(), "a stored envelope is damaged; delivering the record's key and value alone");
+                        Record { key: key.map(Bytes::copy_from_slice), value: Bytes::copy_from_slice(value), headers: Default::default() }
+                            .into()
+                    }
+                },
+                None => stored_record(topic, partition, offset, key, value, headers),
             };
             out.push(ConsumedRecord {
                 topic: topic.clone(),
                 partition,
                 offset,
-                timestamp: DateTime::from_timestamp_micros(ts).unwrap_or_default(),
-                record: Arc::new(RecordBody::stored(envelope, record)),
+                timestamp: days.datetime_micros(ts).unwrap_or_default(),
+                record: Arc::new(body),
             });
         }
     }
     Ok(out)
+}
+
+/// A record stored with its headers (not a published envelope: see `stored_envelope`).
+fn stored_record(topic: &Arc<str>, partition: u32, offset: u64, key: Option<&[u8]>, value: &[u8], headers: Option<&[u8]>) -> RecordBody {
+    // One allocation per record: key and value are slices of it, and so are header values
+    // when something asks for the record (a DLQ record, a retry); a handler gets the
+    // envelope decoded straight from the stored headers.
+    let (klen, vlen) = (key.map_or(0, <[u8]>::len), value.len());
+    let mut buf = Vec::with_capacity(klen + vlen + headers.map_or(0, <[u8]>::len));
+    buf.extend_from_slice(key.unwrap_or_default());
+    buf.extend_from_slice(value);
+    buf.extend_from_slice(headers.unwrap_or_default());
+    let buf = Bytes::from(buf);
+    let damaged = Cell::new(false);
+    let pairs = HeaderPairs::new(headers.unwrap_or_default(), &damaged);
+    // Not binary mode, an error or damaged headers: the engine decodes the record.
+    let envelope = decode_binary_pairs(pairs, buf.slice(klen..klen + vlen)).and_then(Result::ok).filter(|_| !damaged.get());
+    let (has_key, topic_name) = (key.is_some(), topic.clone());
+    let record = move || {
+        let headers = decode_headers(&buf.slice(klen + vlen..)).unwrap_or_else(|e| {
+            tracing::error!(topic = %topic_name, partition, offset, error = %e.report(), "record headers are damaged; delivering the record without them");
+            onex_core::Headers::new()
+        });
+        Record { key: has_key.then(|| buf.slice(..klen)), value: buf.slice(klen..klen + vlen), headers }
+    };
+    RecordBody::stored(envelope, record)
 }
 
 async fn heartbeat(shared: Arc<Shared>, key: Arc<MemberKey>) {

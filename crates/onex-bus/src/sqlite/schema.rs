@@ -14,7 +14,7 @@ use super::codec::SqlContext;
 use super::config::{is_default_path, SqliteConfig};
 
 /// The bus schema version this build writes.
-pub(crate) const BUS_SCHEMA_VERSION: i64 = 1;
+pub(crate) const BUS_SCHEMA_VERSION: i64 = 2;
 
 /// Key of the bus schema version in `onex_meta`.
 pub(crate) const VERSION_KEY: &str = "bus_schema_version";
@@ -23,9 +23,10 @@ pub(crate) const VERSION_KEY: &str = "bus_schema_version";
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Migrations in order; each brings the schema from `version - 1` to `version`.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE IF NOT EXISTS onex_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE IF NOT EXISTS onex_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
      CREATE TABLE bus_topics(
          id INTEGER PRIMARY KEY AUTOINCREMENT,
          name TEXT NOT NULL UNIQUE,
@@ -74,7 +75,12 @@ const MIGRATIONS: &[(i64, &str)] = &[(
          owner TEXT NOT NULL,
          expires_at INTEGER NOT NULL,
          PRIMARY KEY(group_name, topic_id, part)) WITHOUT ROWID;",
-)];
+    ),
+    // Version 2 changes no table: `bus_records.headers` may now hold a published envelope
+    // field by field (see `stored_envelope`), which a version-1 build would not read. The
+    // version number is what keeps such a build off the file; the statement is a no-op.
+    (2, "CREATE TABLE IF NOT EXISTS onex_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"),
+];
 
 /// Opens (creating when missing) the writer connection: checks, WAL, migrations.
 pub(crate) fn open_writer(path: &Path, config: &SqliteConfig) -> Result<Connection> {

@@ -21,6 +21,7 @@ use tokio::sync::{oneshot, Notify};
 use super::checkpoint::{self, Checkpointer};
 use super::codec::{encode_headers, row_id, SqlContext, MAX_OFFSET};
 use super::config::SqliteConfig;
+use super::stored_envelope;
 use crate::partitioner::partition_for_key;
 use crate::transport::ProduceRecord;
 
@@ -273,12 +274,13 @@ impl<'t> Append<'t> {
                 )));
             }
             let r = &rec.record;
-            let headers = encode_headers(&r.headers);
+            let (key, value, headers) = match r.published_envelope() {
+                Some(env) => (env.partition_key.as_ref().map(String::as_bytes), &env.payload[..], Some(stored_envelope::encode(env))),
+                None => (r.key.as_deref(), &r.value[..], encode_headers(&r.headers)),
+            };
             // Counted as stored, the same measure retention subtracts.
-            let stored = r.key.as_ref().map_or(0, |k| k.len()) + r.value.len() + headers.as_ref().map_or(0, Vec::len);
-            self.insert
-                .execute(params![row_id(pid, offset), self.ts, r.key.as_deref(), &r.value[..], headers])
-                .sql("appending a record")?;
+            let stored = key.map_or(0, <[u8]>::len) + value.len() + headers.as_ref().map_or(0, Vec::len);
+            self.insert.execute(params![row_id(pid, offset), self.ts, key, value, headers]).sql("appending a record")?;
             part.next_offset += 1;
             part.bytes += stored as i64;
             if !part.dirty {
