@@ -23,7 +23,7 @@ use onex_bus::sqlite::rusqlite::{self, params};
 use onex_bus::sqlite::{SqliteConfig, SqliteTransport};
 use onex_bus::{BusConfig, TransportBus};
 use onex_core::envelope::encode_record;
-use onex_core::{handler_fn, Delivery, Envelope, Error, EventBus, EventMessage, Headers, Record, Result, Subscription, TopicSpec};
+use onex_core::{handler_fn, Delivery, Envelope, Error, EventBus, Headers, Record, Result, Subscription, TopicSpec};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
@@ -37,14 +37,15 @@ const TARGET: f64 = 0.7;
 /// The same DDL as the transport's record table.
 const BASELINE_DDL: &str = "CREATE TABLE records(id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, key BLOB, value BLOB NOT NULL, headers BLOB)";
 
-fn records(n: u64) -> Result<Vec<Record>> {
+/// The events both sides write: ours publishes them as envelopes, as services do; the
+/// baseline inserts their CloudEvents records (`encode_record`, before its clock starts).
+fn events(n: u64) -> Result<Vec<Envelope>> {
     (0..n)
         .map(|i| {
             let payload = Bytes::from(serde_json::to_vec(&payload_256(i))?);
-            let env = Envelope::from_json_bytes("bench.order_created.v1", payload)?
+            Ok(Envelope::from_json_bytes("bench.order_created.v1", payload)?
                 .with_source("bench")
-                .with_partition_key(format!("k{}", i % 64));
-            Ok(encode_record(&env))
+                .with_partition_key(format!("k{}", i % 64)))
         })
         .collect()
 }
@@ -73,20 +74,16 @@ async fn open_bus(path: &Path) -> Result<Arc<TransportBus>> {
     Ok(bus)
 }
 
-fn message(r: &Record) -> EventMessage {
-    EventMessage { topic: "bench".into(), key: r.key.clone(), value: r.value.clone(), headers: r.headers.clone(), partition: None }
-}
-
-async fn ours_pipelined(bus: &TransportBus, recs: &[Record]) -> Result<Side> {
-    // Built before the clock starts, as the baseline's records are.
-    let messages: Vec<EventMessage> = recs.iter().map(message).collect();
+async fn ours_pipelined(bus: &TransportBus, envs: &[Envelope]) -> Result<Side> {
+    // Copied before the clock starts, as the baseline's records are built.
+    let owned = envs.to_vec();
     let mut lat = Latencies::default();
     let mut pending = FuturesUnordered::new();
     let start = Instant::now();
-    for msg in messages {
+    for env in owned {
         pending.push(async move {
             let t = Instant::now();
-            bus.publish(msg).await.map(|_| t.elapsed())
+            bus.publish_envelope_owned(env, "bench").await.map(|_| t.elapsed())
         });
         if pending.len() >= IN_FLIGHT {
             lat.record(pending.next().await.expect("non-empty")?);
@@ -96,26 +93,26 @@ async fn ours_pipelined(bus: &TransportBus, recs: &[Record]) -> Result<Side> {
         lat.record(d?);
     }
     Ok(Side::new(
-        format!("TransportBus(sqlite).publish, 1 publisher, ≤{IN_FLIGHT} in flight"),
-        recs.len() as u64,
+        format!("TransportBus(sqlite).publish_envelope_owned, 1 publisher, ≤{IN_FLIGHT} in flight"),
+        envs.len() as u64,
         start.elapsed(),
         "msg/s",
         &lat,
     ))
 }
 
-async fn ours_concurrent(bus: Arc<TransportBus>, recs: Arc<Vec<Record>>) -> Result<Side> {
+async fn ours_concurrent(bus: Arc<TransportBus>, envs: Arc<Vec<Envelope>>) -> Result<Side> {
     let go = Arc::new(tokio::sync::Barrier::new(PUBLISHERS + 1));
     let tasks: Vec<_> = (0..PUBLISHERS)
         .map(|w| {
             let (bus, go) = (bus.clone(), go.clone());
-            let messages: Vec<EventMessage> = recs.iter().skip(w).step_by(PUBLISHERS).map(message).collect();
+            let mine: Vec<Envelope> = envs.iter().skip(w).step_by(PUBLISHERS).cloned().collect();
             tokio::spawn(async move {
                 let mut lat = Latencies::default();
                 go.wait().await;
-                for msg in messages {
+                for env in mine {
                     let t = Instant::now();
-                    bus.publish(msg).await?;
+                    bus.publish_envelope_owned(env, "bench").await?;
                     lat.record(t.elapsed());
                 }
                 Ok::<_, Error>(lat)
@@ -129,8 +126,8 @@ async fn ours_concurrent(bus: Arc<TransportBus>, recs: Arc<Vec<Record>>) -> Resu
         lat.merge(&t.await.map_err(|e| Error::unavailable(format!("publisher task failed: {e}")))??);
     }
     Ok(Side::new(
-        format!("TransportBus(sqlite).publish, {PUBLISHERS} publishers each awaiting every publish"),
-        recs.len() as u64,
+        format!("TransportBus(sqlite).publish_envelope_owned, {PUBLISHERS} publishers each awaiting every publish"),
+        envs.len() as u64,
         start.elapsed(),
         "msg/s",
         &lat,
@@ -269,7 +266,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 /// Runs the three scenarios with `messages` records each.
 pub async fn run(messages: u64) -> Result<Vec<ScenarioReport>> {
     let messages = messages.max(PUBLISHERS as u64);
-    let recs = Arc::new(records(messages)?);
+    let envs = Arc::new(events(messages)?);
+    let recs: Arc<Vec<Record>> = Arc::new(envs.iter().map(encode_record).collect());
     let scratch = Scratch::new()?;
     let params = |extra: serde_json::Value| {
         let mut p =
@@ -284,13 +282,13 @@ pub async fn run(messages: u64) -> Result<Vec<ScenarioReport>> {
     let (raw_a, r) = (scratch.0.join("raw-pipelined.db"), recs.clone());
     let base = blocking(move || raw_insert(&raw_a, &r, IN_FLIGHT)).await?;
     let bus = open_bus(&scratch.0.join("ours-pipelined.db")).await?;
-    let ours = ours_pipelined(&bus, &recs).await?;
+    let ours = ours_pipelined(&bus, &envs).await?;
     reports.push(ScenarioReport::new("bus-sqlite/pipelined", ours, base, TARGET, params(serde_json::json!({"in_flight": IN_FLIGHT}))));
 
     let (raw_b, r) = (scratch.0.join("raw-concurrent.db"), recs.clone());
     let base = blocking(move || raw_insert(&raw_b, &r, PUBLISHERS)).await?;
     let bus16 = open_bus(&scratch.0.join("ours-concurrent.db")).await?;
-    let ours = ours_concurrent(bus16.clone(), recs.clone()).await?;
+    let ours = ours_concurrent(bus16.clone(), envs.clone()).await?;
     bus16.transport().close().await?;
     reports.push(ScenarioReport::new("bus-sqlite/concurrent16", ours, base, TARGET, params(serde_json::json!({"publishers": PUBLISHERS}))));
 
