@@ -202,16 +202,17 @@ pub trait Transport: Send + Sync + 'static {
         receipts.pop().ok_or_else(|| onex_core::Error::protocol(format!("backend returned no receipt for a publish to {topic:?}")))
     }
     /// Appends one envelope in CloudEvents binary mode, routed by its partition key. The
-    /// default encodes it ([`encode_record`]) and calls [`Transport::produce_one`]; memory
-    /// keeps it unencoded ([`RecordBody::from_envelope`]), Kafka writes its headers straight
-    /// from the borrow.
+    /// default hands a copy to [`Transport::produce_shared_envelope`]; Kafka writes its
+    /// headers straight from the borrow.
     async fn produce_envelope(&self, topic: &str, env: &Envelope) -> Result<Receipt> {
-        self.produce_one(topic, ProduceRecord::new(encode_record(env))).await
+        self.produce_shared_envelope(topic, Arc::new(env.clone())).await
     }
-    /// [`Transport::produce_envelope`] of an envelope nobody else will change: a transport
-    /// that keeps envelopes (memory) stores this one as it is. The default borrows it.
+    /// [`Transport::produce_envelope`] of an envelope nobody else will change. The default
+    /// produces it unencoded ([`ProduceRecord::from_envelope`]): a record is encoded from it
+    /// only if the transport asks for the bytes; sqlite stores it field by field, memory
+    /// keeps it as it is.
     async fn produce_shared_envelope(&self, topic: &str, env: Arc<Envelope>) -> Result<Receipt> {
-        self.produce_envelope(topic, &env).await
+        self.produce_one(topic, ProduceRecord::from_envelope(env)).await
     }
     /// Joins `group` on `topic`. The first poll returns the initial assignment.
     async fn consumer(&self, group: &str, topic: &str, start: StartFrom) -> Result<Box<dyn TransportConsumer>>;

@@ -259,6 +259,10 @@ impl Transport for KafkaTransport {
         self.send_envelope(topic, env).await
     }
 
+    async fn produce_shared_envelope(&self, topic: &str, env: Arc<onex_core::Envelope>) -> Result<Receipt> {
+        self.send_envelope(topic, &env).await
+    }
+
     async fn consumer(&self, group: &str, topic: &str, start: StartFrom) -> Result<Box<dyn TransportConsumer>> {
         onex_core::validate_topic(topic)?;
         let reset = match start {

@@ -284,10 +284,6 @@ impl Transport for MemoryTransport {
         self.append_one(topic, record.byte_len(), partition, key.as_deref(), || record)
     }
 
-    async fn produce_envelope(&self, topic: &str, env: &onex_core::Envelope) -> Result<Receipt> {
-        self.produce_shared_envelope(topic, Arc::new(env.clone())).await
-    }
-
     async fn produce_shared_envelope(&self, topic: &str, env: Arc<onex_core::Envelope>) -> Result<Receipt> {
         // Kept unencoded and shared: consumers in this process take it as it is, without an
         // encode/decode trip or a copy; routed by the partition key as its encoded record's

@@ -54,7 +54,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use onex_core::{validate_topic, Envelope, Error, HealthStatus, Receipt, Result, StartFrom, TopicAdmin};
+use onex_core::{validate_topic, Error, HealthStatus, Receipt, Result, StartFrom, TopicAdmin};
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::Notify;
@@ -167,16 +167,6 @@ impl Transport for SqliteTransport {
             return Ok(Vec::new());
         }
         self.shared.writer.produce(topic, records).await
-    }
-
-    async fn produce_envelope(&self, topic: &str, env: &Envelope) -> Result<Receipt> {
-        self.produce_shared_envelope(topic, Arc::new(env.clone())).await
-    }
-
-    async fn produce_shared_envelope(&self, topic: &str, env: Arc<Envelope>) -> Result<Receipt> {
-        // Stored field by field (see `stored_envelope`): no CloudEvents text is written,
-        // and none is parsed back by the consumers.
-        self.produce_one(topic, ProduceRecord::from_envelope(env)).await
     }
 
     async fn consumer(&self, group: &str, topic: &str, start: StartFrom) -> Result<Box<dyn TransportConsumer>> {
