@@ -52,3 +52,123 @@ async fn a_backlog_on_four_partitions_arrives_once_and_in_order() {
     bus.stop_consuming(Duration::from_secs(10)).await.expect("stop");
     assert!(rx.try_recv().is_err(), "nothing delivered beyond the published events");
 }
+
+mod read_ahead {
+    //! The lanes read ahead of the consumer; a seek or a rebalance must drop what they read.
+
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use onex_bus::sqlite::{SqliteConfig, SqliteTransport};
+    use onex_bus::transport::{PollEvent, ProduceRecord, Transport, TransportConsumer};
+    use onex_core::{Record, StartFrom, TopicSpec};
+
+    async fn filled(topic: &str, partitions: u32, per_partition: u64) -> (tempfile::TempDir, std::sync::Arc<SqliteTransport>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let t = SqliteTransport::open(dir.path().join("bus.db"), SqliteConfig::default()).await.expect("open");
+        t.admin().create_topic(TopicSpec::new(topic, partitions)).await.expect("create");
+        let records = (0..per_partition * partitions as u64)
+            .map(|i| {
+                let mut r = ProduceRecord::new(Record { key: None, value: Bytes::from(i.to_string()), headers: Default::default() });
+                r.partition = Some((i % partitions as u64) as u32);
+                r
+            })
+            .collect();
+        t.produce(topic, records).await.expect("produce");
+        (dir, t)
+    }
+
+    async fn assigned(c: &mut Box<dyn TransportConsumer>) -> Vec<u32> {
+        for _ in 0..50 {
+            if let PollEvent::Assigned(ps) = c.poll(10, Duration::from_millis(100)).await.expect("poll") {
+                return ps;
+            }
+        }
+        panic!("no assignment");
+    }
+
+    /// Checks that `records` continue each partition's run in `next` without a gap or repeat.
+    fn follow(next: &mut BTreeMap<u32, u64>, records: &[onex_bus::transport::ConsumedRecord]) {
+        for r in records {
+            let want = next.entry(r.partition).or_default();
+            assert_eq!(r.offset, *want, "partition {}: records continue where the consumer is", r.partition);
+            *want += 1;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_seek_drops_what_was_read_ahead() {
+        let (_dir, t) = filled("seekable", 2, 300).await;
+        let mut c = t.consumer("g", "seekable", StartFrom::Earliest).await.expect("consumer");
+        assert_eq!(assigned(&mut c).await, vec![0, 1]);
+        let mut next = BTreeMap::new();
+        let PollEvent::Records(first) = c.poll(20, Duration::from_secs(1)).await.expect("poll") else { panic!("records expected") };
+        assert_eq!(first.len(), 20, "a full read: the lanes start reading ahead");
+        follow(&mut next, &first);
+        tokio::time::sleep(Duration::from_millis(50)).await; // let the lanes queue batches
+        c.seek(0, 3).await.expect("seek");
+        next.insert(0, 3);
+        while next.get(&0).copied().unwrap_or(0) < 300 || next.get(&1).copied().unwrap_or(0) < 300 {
+            match c.poll(20, Duration::from_secs(1)).await.expect("poll") {
+                PollEvent::Records(rs) => {
+                    assert!(rs.len() <= 20, "at most max_poll_records per poll");
+                    follow(&mut next, &rs);
+                }
+                PollEvent::Idle => panic!("records still waiting, at {next:?}"),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(matches!(c.poll(20, Duration::from_millis(100)).await.expect("poll"), PollEvent::Idle), "nothing beyond the end");
+        c.close().await.expect("close");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rebalance_mid_backlog_stops_the_revoked_partitions_at_once() {
+        let (_dir, t) = filled("shared", 4, 500).await;
+        let mut a = t.consumer("g", "shared", StartFrom::Earliest).await.expect("consumer a");
+        assert_eq!(assigned(&mut a).await, vec![0, 1, 2, 3]);
+        let mut next_a = BTreeMap::new();
+        let PollEvent::Records(first) = a.poll(40, Duration::from_secs(1)).await.expect("poll") else { panic!("records expected") };
+        follow(&mut next_a, &first);
+        tokio::time::sleep(Duration::from_millis(50)).await; // batches of all four partitions queued
+        let mut b = t.consumer("g", "shared", StartFrom::Earliest).await.expect("consumer b");
+        let (mut revoked, mut b_parts) = (Vec::new(), Vec::new());
+        let mut next_b = BTreeMap::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while b_parts.is_empty() {
+            assert!(std::time::Instant::now() < deadline, "b never got partitions; a revoked {revoked:?}");
+            match a.poll(40, Duration::from_millis(20)).await.expect("poll a") {
+                PollEvent::Records(rs) => {
+                    assert!(rs.iter().all(|r| !revoked.contains(&r.partition)), "a record of a revoked partition after Revoked");
+                    follow(&mut next_a, &rs);
+                }
+                PollEvent::Revoked(ps) => {
+                    a.revoke_complete(&ps).await.expect("release");
+                    revoked.extend(ps);
+                }
+                _ => {}
+            }
+            if let PollEvent::Assigned(ps) = b.poll(40, Duration::from_millis(20)).await.expect("poll b") {
+                b_parts = ps;
+            }
+        }
+        assert_eq!(b_parts, revoked, "b gets what a gave up");
+        // Nothing was committed: b starts the revoked partitions at 0; a goes on with the rest.
+        let done = |n: &BTreeMap<u32, u64>, ps: &[u32]| ps.iter().all(|p| n.get(p).copied().unwrap_or(0) >= 500);
+        let kept: Vec<u32> = (0..4).filter(|p| !revoked.contains(p)).collect();
+        while !done(&next_a, &kept) || !done(&next_b, &b_parts) {
+            assert!(std::time::Instant::now() < deadline, "stuck at a {next_a:?}, b {next_b:?}");
+            if let PollEvent::Records(rs) = a.poll(40, Duration::from_millis(20)).await.expect("poll a") {
+                assert!(rs.iter().all(|r| kept.contains(&r.partition)), "a reads only what it kept");
+                follow(&mut next_a, &rs);
+            }
+            if let PollEvent::Records(rs) = b.poll(40, Duration::from_millis(20)).await.expect("poll b") {
+                assert!(rs.iter().all(|r| b_parts.contains(&r.partition)), "b reads only its partitions");
+                follow(&mut next_b, &rs);
+            }
+        }
+        a.close().await.expect("close a");
+        b.close().await.expect("close b");
+    }
+}

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use super::codec::{decode_headers, offset_of, row_id, HeaderPairs, SqlContext};
 use super::group::{self, MemberKey};
+use super::read_ahead::{Batch, LaneSpec, ReadAhead, ReadBatch, Taken};
 use super::stored_envelope::{self, is_stored_envelope, DayCache};
 use super::Shared;
 use crate::transport::{ConsumedRecord, PollEvent, RecordBody, TransportConsumer};
@@ -32,11 +33,13 @@ const RELEASE_ATTEMPTS: u32 = 10;
 pub(crate) struct SqliteConsumer {
     shared: Arc<Shared>,
     reader: Arc<Mutex<Connection>>,
-    /// A second connection that reads half of the partitions in parallel while this member
-    /// has a backlog (opened on the first full read; `None` until then or if it failed).
+    /// A second connection, a second lane of the read-ahead (opened on the first full read
+    /// with two or more partitions; `None` until then or if it failed).
     second_reader: Option<Arc<Mutex<Connection>>>,
-    /// The last read returned as many records as asked: more are waiting.
+    /// A read came back full and the lanes read ahead until they catch up.
     backlog: bool,
+    ahead: Arc<ReadAhead>,
+    lanes: Option<Arc<LaneSpec>>,
     key: Arc<MemberKey>,
     topic: Arc<str>,
     partition_ids: Arc<Vec<i64>>,
@@ -100,6 +103,8 @@ impl SqliteConsumer {
             reader: Arc::new(Mutex::new(reader)),
             second_reader: None,
             backlog: false,
+            ahead: ReadAhead::new(),
+            lanes: None,
             key,
             topic: Arc::from(topic),
             partition_ids: Arc::new(partition_ids),
@@ -126,6 +131,9 @@ impl SqliteConsumer {
         // the split gives to another member: both are revoked; the engine commits what it
         // can (refused when the lease is gone) and acknowledges.
         let give_up: Vec<u32> = self.positions.keys().copied().filter(|p| !c.held.contains(p) || !c.target.contains(p)).collect();
+        if !give_up.is_empty() || !c.acquired.is_empty() {
+            self.reset_read_ahead();
+        }
         if !give_up.is_empty() {
             for p in &give_up {
                 self.positions.remove(p);
@@ -145,29 +153,21 @@ impl SqliteConsumer {
     }
 
     /// Reads up to `max` records of owned partitions and the group generation, in one read
-    /// transaction on the reader connection. With a backlog on two or more partitions, a
-    /// second connection reads half of them at the same time: reading, not handling, is
-    /// what limits a consumer catching up, and WAL readers do not block each other.
+    /// transaction on the reader connection. When a read comes back full, lanes read ahead
+    /// (see [`super::read_ahead`]) until the member has caught up.
     async fn read(&mut self, max: usize) -> Result<(Option<i64>, Vec<ConsumedRecord>)> {
+        if self.backlog {
+            if let Some(read) = self.take_read_ahead(max).await? {
+                return Ok(read);
+            }
+        }
         let mut parts: Vec<(u32, i64, u64)> = self.positions.iter().map(|(p, pos)| (*p, self.partition_ids[*p as usize], *pos)).collect();
         if !parts.is_empty() {
             self.cursor = (self.cursor + 1) % parts.len();
             parts.rotate_left(self.cursor);
         }
-        let second = match (self.backlog && parts.len() >= 2 && max >= 2, &self.second_reader) {
-            (false, _) => None,
-            (true, Some(r)) => Some(r.clone()),
-            (true, None) => self.open_second_reader().await,
-        };
-        let (split_parts, first_max) = match second {
-            Some(_) => {
-                let rest = parts.split_off(parts.len() / 2);
-                (rest, max / 2)
-            }
-            None => (Vec::new(), max),
-        };
         let (reader, key, topic, quiet) = (self.reader.clone(), self.key.clone(), self.topic.clone(), self.quiet_version);
-        let first = tokio::task::spawn_blocking(move || {
+        let read = tokio::task::spawn_blocking(move || {
             let mut conn = reader.lock();
             let version: i64 = conn
                 .prepare_cached("PRAGMA data_version")
@@ -176,60 +176,110 @@ impl SqliteConsumer {
             if quiet == Some(version) {
                 return Ok::<_, Error>((version, None));
             }
-            let tx = Transaction::new(&mut conn, TransactionBehavior::Deferred).sql("starting a read")?;
-            let generation = group::generation(&tx, &key)?;
-            let records = read_partitions(&tx, &topic, &parts, first_max)?;
-            tx.finish().sql("ending a read")?;
-            Ok((version, Some((generation, records))))
+            let batch = read_batch(&key, &topic, &mut conn, &parts, max)?;
+            Ok((version, Some(batch)))
         });
-        let topic = self.topic.clone();
-        let other = second.map(|conn| {
-            tokio::task::spawn_blocking(move || {
-                let mut conn = conn.lock();
-                let tx = Transaction::new(&mut conn, TransactionBehavior::Deferred).sql("starting a read")?;
-                let records = read_partitions(&tx, &topic, &split_parts, max - first_max)?;
-                tx.finish().sql("ending a read")?;
-                Ok::<_, Error>(records)
-            })
-        });
-        let failed = |e: tokio::task::JoinError| Error::unavailable(format!("sqlite read task failed: {e}"));
-        let (version, read) = first.await.map_err(failed)??;
-        let more = match other {
-            Some(h) => h.await.map_err(failed)??,
-            None => Vec::new(),
-        };
-        let Some((generation, mut records)) = read else {
-            self.backlog = false;
+        let (version, read) = read.await.map_err(|e| Error::unavailable(format!("sqlite read task failed: {e}")))??;
+        let Some(Batch { generation, records }) = read else {
             return Ok((self.generation_seen, Vec::new()));
         };
-        self.backlog = records.len() >= first_max || (!more.is_empty() && more.len() >= max - first_max);
-        records.extend(more);
         self.quiet_version = (records.is_empty() && generation == self.generation_seen).then_some(version);
-        // Records are in offset order per partition: the last one of each moves its position.
+        self.advance(&records);
+        if records.len() >= max {
+            self.begin_read_ahead(max).await;
+        }
+        Ok((generation, records))
+    }
+
+    /// Records are in offset order per partition: the last one of each moves its position.
+    fn advance(&mut self, records: &[ConsumedRecord]) {
         for r in records.iter().rev() {
             if let Some(pos) = self.positions.get_mut(&r.partition) {
                 *pos = (*pos).max(r.offset + 1);
             }
         }
-        Ok((generation, records))
     }
 
-    async fn open_second_reader(&mut self) -> Option<Arc<Mutex<Connection>>> {
-        let path = self.shared.path.clone();
-        match tokio::task::spawn_blocking(move || super::schema::open_reader(&path)).await {
-            Ok(Ok(conn)) => {
-                let conn = Arc::new(Mutex::new(conn));
-                self.second_reader = Some(conn.clone());
-                Some(conn)
+    /// Starts the lanes: one per reader connection (a second one is opened when two or more
+    /// partitions are assigned), each reading `max / lanes` records at a time.
+    async fn begin_read_ahead(&mut self, max: usize) {
+        if self.positions.len() >= 2 && max >= 2 && self.second_reader.is_none() {
+            self.open_second_reader().await;
+        }
+        let conns: Vec<_> = std::iter::once(self.reader.clone()).chain(self.second_reader.clone()).collect();
+        let (key, topic) = (self.key.clone(), self.topic.clone());
+        let read: Arc<ReadBatch> =
+            Arc::new(move |conn: &mut Connection, parts: &[(u32, i64, u64)], max: usize| read_batch(&key, &topic, conn, parts, max));
+        let spec = Arc::new(LaneSpec { max: (max / conns.len()).max(1), conns, partition_ids: self.partition_ids.clone(), read });
+        self.ahead.begin(&self.positions, &spec);
+        self.lanes = Some(spec);
+        self.backlog = true;
+    }
+
+    /// What the lanes read ahead, waiting for the first batch; `None` once they caught up.
+    async fn take_read_ahead(&mut self, max: usize) -> Result<Option<(Option<i64>, Vec<ConsumedRecord>)>> {
+        let (Some(spec), ahead) = (self.lanes.clone(), self.ahead.clone()) else {
+            self.backlog = false;
+            return Ok(None);
+        };
+        loop {
+            let ready = ahead.ready();
+            tokio::pin!(ready);
+            ready.as_mut().enable();
+            match ahead.take(max, &spec) {
+                Err(e) => {
+                    self.backlog = false;
+                    return Err(e);
+                }
+                Ok(Taken::Batches(batches)) => {
+                    let mut generation = self.generation_seen;
+                    let mut records = Vec::new();
+                    for b in batches {
+                        if b.generation != self.generation_seen {
+                            generation = b.generation;
+                        }
+                        if records.is_empty() {
+                            records = b.records;
+                        } else {
+                            records.extend(b.records);
+                        }
+                    }
+                    self.advance(&records);
+                    self.quiet_version = None;
+                    return Ok(Some((generation, records)));
+                }
+                Ok(Taken::CaughtUp) => {
+                    self.backlog = false;
+                    return Ok(None);
+                }
+                Ok(Taken::Wait) => ready.await,
             }
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e.report(), "a second reader connection could not be opened; reading with one");
-                self.backlog = false;
-                None
-            }
-            Err(_) => None,
         }
     }
+
+    /// Drops what was read ahead: the assignment or a position changed.
+    fn reset_read_ahead(&mut self) {
+        self.ahead.reset();
+        self.backlog = false;
+    }
+
+    async fn open_second_reader(&mut self) {
+        let path = self.shared.path.clone();
+        match tokio::task::spawn_blocking(move || super::schema::open_reader(&path)).await {
+            Ok(Ok(conn)) => self.second_reader = Some(Arc::new(Mutex::new(conn))),
+            Ok(Err(e)) => tracing::debug!(error = %e.report(), "a second reader connection could not be opened; reading with one"),
+            Err(_) => {}
+        }
+    }
+}
+
+/// One read transaction: the group generation and up to `max` records of `parts`.
+fn read_batch(key: &MemberKey, topic: &Arc<str>, conn: &mut Connection, parts: &[(u32, i64, u64)], max: usize) -> Result<Batch> {
+    let tx = Transaction::new(conn, TransactionBehavior::Deferred).sql("starting a read")?;
+    let generation = group::generation(&tx, key)?;
+    let records = read_partitions(&tx, topic, parts, max)?;
+    tx.finish().sql("ending a read")?;
+    Ok(Batch { generation, records })
 }
 
 fn read_partitions(tx: &Transaction<'_>, topic: &Arc<str>, parts: &[(u32, i64, u64)], max: usize) -> Result<Vec<ConsumedRecord>> {
@@ -377,6 +427,7 @@ impl TransportConsumer for SqliteConsumer {
             Some(pos) => {
                 *pos = offset;
                 self.quiet_version = None;
+                self.reset_read_ahead();
                 Ok(())
             }
             None => Err(Error::invalid_state(format!(
@@ -421,6 +472,7 @@ impl TransportConsumer for SqliteConsumer {
 
     async fn close(mut self: Box<Self>) -> Result<()> {
         self.closed = true;
+        self.ahead.reset();
         self.heartbeat.abort();
         let key = self.key.clone();
         self.shared
@@ -437,6 +489,7 @@ impl TransportConsumer for SqliteConsumer {
 impl Drop for SqliteConsumer {
     fn drop(&mut self) {
         self.heartbeat.abort();
+        self.ahead.reset();
         if !self.closed {
             // Dropped without close (a cancelled task): leave now rather than after the TTL.
             let key = self.key.clone();

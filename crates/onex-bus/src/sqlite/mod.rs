@@ -44,6 +44,7 @@ mod codec;
 mod config;
 mod consumer;
 mod group;
+mod read_ahead;
 mod retention;
 mod schema;
 mod stored_envelope;

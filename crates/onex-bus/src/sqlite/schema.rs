@@ -108,6 +108,9 @@ pub(crate) fn open_writer(path: &Path, config: &SqliteConfig) -> Result<Connecti
     Ok(conn)
 }
 
+/// How much of the file a reader connection maps (SQLite reads the rest as usual).
+const READER_MMAP_BYTES: i64 = 1 << 30;
+
 /// Opens a reader connection on an existing database (no creation, no schema changes).
 pub(crate) fn open_reader(path: &Path) -> Result<Connection> {
     let shown = path.display().to_string();
@@ -115,6 +118,10 @@ pub(crate) fn open_reader(path: &Path) -> Result<Connection> {
         .map_err(|e| cannot_open(&shown, e))?;
     conn.busy_timeout(BUSY_TIMEOUT).sql("setting the busy timeout")?;
     conn.pragma_update(None, "cache_size", -8192).sql("setting the cache size")?;
+    // Readers map the file: a read transaction after any commit starts with an empty page
+    // cache, and reading the pages through the mapping instead of one `pread` each made
+    // `bench bus-sqlite` consume ~1.5x faster (decisions.md, tenth session).
+    conn.pragma_update(None, "mmap_size", READER_MMAP_BYTES).sql("setting the mmap size")?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
 }
