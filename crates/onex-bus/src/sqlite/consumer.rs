@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::codec::{decode_headers, offset_of, row_id, HeaderPairs, SqlContext};
 use super::group::{self, MemberKey};
-use super::read_ahead::{Batch, LaneSpec, ReadAhead, ReadBatch, Taken};
+use super::read_ahead::{Batch, LaneSpec, ReadAhead};
 use super::stored_envelope::{self, is_stored_envelope, DayCache};
 use super::Shared;
 use crate::transport::{ConsumedRecord, PollEvent, RecordBody, TransportConsumer};
@@ -36,10 +36,8 @@ pub(crate) struct SqliteConsumer {
     /// A second connection, a second lane of the read-ahead (opened on the first full read
     /// with two or more partitions; `None` until then or if it failed).
     second_reader: Option<Arc<Mutex<Connection>>>,
-    /// A read came back full and the lanes read ahead until they catch up.
-    backlog: bool,
+    /// Lanes reading ahead once a read came back full, until they catch up.
     ahead: Arc<ReadAhead>,
-    lanes: Option<Arc<LaneSpec>>,
     key: Arc<MemberKey>,
     topic: Arc<str>,
     partition_ids: Arc<Vec<i64>>,
@@ -102,9 +100,7 @@ impl SqliteConsumer {
             shared,
             reader: Arc::new(Mutex::new(reader)),
             second_reader: None,
-            backlog: false,
             ahead: ReadAhead::new(),
-            lanes: None,
             key,
             topic: Arc::from(topic),
             partition_ids: Arc::new(partition_ids),
@@ -132,7 +128,7 @@ impl SqliteConsumer {
         // can (refused when the lease is gone) and acknowledges.
         let give_up: Vec<u32> = self.positions.keys().copied().filter(|p| !c.held.contains(p) || !c.target.contains(p)).collect();
         if !give_up.is_empty() || !c.acquired.is_empty() {
-            self.reset_read_ahead();
+            self.ahead.reset();
         }
         if !give_up.is_empty() {
             for p in &give_up {
@@ -156,10 +152,8 @@ impl SqliteConsumer {
     /// transaction on the reader connection. When a read comes back full, lanes read ahead
     /// (see [`super::read_ahead`]) until the member has caught up.
     async fn read(&mut self, max: usize) -> Result<(Option<i64>, Vec<ConsumedRecord>)> {
-        if self.backlog {
-            if let Some(read) = self.take_read_ahead(max).await? {
-                return Ok(read);
-            }
+        if let Some(batches) = self.ahead.next(max).await? {
+            return Ok(self.took(batches));
         }
         let mut parts: Vec<(u32, i64, u64)> = self.positions.iter().map(|(p, pos)| (*p, self.partition_ids[*p as usize], *pos)).collect();
         if !parts.is_empty() {
@@ -207,60 +201,33 @@ impl SqliteConsumer {
             self.open_second_reader().await;
         }
         let conns: Vec<_> = std::iter::once(self.reader.clone()).chain(self.second_reader.clone()).collect();
-        let (key, topic) = (self.key.clone(), self.topic.clone());
-        let read: Arc<ReadBatch> =
-            Arc::new(move |conn: &mut Connection, parts: &[(u32, i64, u64)], max: usize| read_batch(&key, &topic, conn, parts, max));
-        let spec = Arc::new(LaneSpec { max: (max / conns.len()).max(1), conns, partition_ids: self.partition_ids.clone(), read });
-        self.ahead.begin(&self.positions, &spec);
-        self.lanes = Some(spec);
-        self.backlog = true;
+        let spec = LaneSpec {
+            max: (max / conns.len()).max(1),
+            conns,
+            key: self.key.clone(),
+            topic: self.topic.clone(),
+            partition_ids: self.partition_ids.clone(),
+        };
+        self.ahead.begin(&self.positions, spec);
     }
 
-    /// What the lanes read ahead, waiting for the first batch; `None` once they caught up.
-    async fn take_read_ahead(&mut self, max: usize) -> Result<Option<(Option<i64>, Vec<ConsumedRecord>)>> {
-        let (Some(spec), ahead) = (self.lanes.clone(), self.ahead.clone()) else {
-            self.backlog = false;
-            return Ok(None);
-        };
-        loop {
-            let ready = ahead.ready();
-            tokio::pin!(ready);
-            ready.as_mut().enable();
-            match ahead.take(max, &spec) {
-                Err(e) => {
-                    self.backlog = false;
-                    return Err(e);
-                }
-                Ok(Taken::Batches(batches)) => {
-                    let mut generation = self.generation_seen;
-                    let mut records = Vec::new();
-                    for b in batches {
-                        if b.generation != self.generation_seen {
-                            generation = b.generation;
-                        }
-                        if records.is_empty() {
-                            records = b.records;
-                        } else {
-                            records.extend(b.records);
-                        }
-                    }
-                    self.advance(&records);
-                    self.quiet_version = None;
-                    return Ok(Some((generation, records)));
-                }
-                Ok(Taken::CaughtUp) => {
-                    self.backlog = false;
-                    return Ok(None);
-                }
-                Ok(Taken::Wait) => ready.await,
+    /// The records of batches the lanes read, and the newest generation they saw.
+    fn took(&mut self, batches: Vec<Batch>) -> (Option<i64>, Vec<ConsumedRecord>) {
+        let mut generation = self.generation_seen;
+        let mut records = Vec::new();
+        for b in batches {
+            if b.generation != self.generation_seen {
+                generation = b.generation;
+            }
+            if records.is_empty() {
+                records = b.records;
+            } else {
+                records.extend(b.records);
             }
         }
-    }
-
-    /// Drops what was read ahead: the assignment or a position changed.
-    fn reset_read_ahead(&mut self) {
-        self.ahead.reset();
-        self.backlog = false;
+        self.advance(&records);
+        self.quiet_version = None;
+        (generation, records)
     }
 
     async fn open_second_reader(&mut self) {
@@ -274,7 +241,7 @@ impl SqliteConsumer {
 }
 
 /// One read transaction: the group generation and up to `max` records of `parts`.
-fn read_batch(key: &MemberKey, topic: &Arc<str>, conn: &mut Connection, parts: &[(u32, i64, u64)], max: usize) -> Result<Batch> {
+pub(super) fn read_batch(key: &MemberKey, topic: &Arc<str>, conn: &mut Connection, parts: &[(u32, i64, u64)], max: usize) -> Result<Batch> {
     let tx = Transaction::new(conn, TransactionBehavior::Deferred).sql("starting a read")?;
     let generation = group::generation(&tx, key)?;
     let records = read_partitions(&tx, topic, parts, max)?;
@@ -427,7 +394,7 @@ impl TransportConsumer for SqliteConsumer {
             Some(pos) => {
                 *pos = offset;
                 self.quiet_version = None;
-                self.reset_read_ahead();
+                self.ahead.reset();
                 Ok(())
             }
             None => Err(Error::invalid_state(format!(

@@ -19,23 +19,31 @@ use parking_lot::Mutex;
 use rusqlite::Connection;
 use tokio::sync::Notify;
 
+use super::consumer::read_batch;
+use super::group::MemberKey;
 use crate::transport::ConsumedRecord;
 
-/// Batches a lane may read ahead of the engine.
+/// Batches per lane that may wait in the queue before the lanes pause.
 const DEPTH: usize = 4;
 
-/// What one read transaction of a lane returned.
+/// What one read transaction returned.
 pub(crate) struct Batch {
     /// The group generation seen in the same transaction.
     pub(crate) generation: Option<i64>,
     pub(crate) records: Vec<ConsumedRecord>,
 }
 
-/// Reads one batch: `(partition, partition id, first offset)` for each partition, at most
-/// `max` records, and the group generation.
-pub(crate) type ReadBatch = dyn Fn(&mut Connection, &[(u32, i64, u64)], usize) -> Result<Batch> + Send + Sync;
+/// What the lanes read with: one connection per lane, and how much per read.
+pub(crate) struct LaneSpec {
+    pub(crate) conns: Vec<Arc<Mutex<Connection>>>,
+    pub(crate) key: Arc<MemberKey>,
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition_ids: Arc<Vec<i64>>,
+    /// Records per read of one lane.
+    pub(crate) max: usize,
+}
 
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Lane {
     running: bool,
     /// Its last read came back full: more records are waiting.
@@ -44,8 +52,9 @@ struct Lane {
 
 #[derive(Default)]
 struct State {
-    /// Bumped by [`ReadAhead::reset`]: a read of an older epoch is dropped.
+    /// Bumped by every reset: a read of an older epoch is dropped.
     epoch: u64,
+    spec: Option<Arc<LaneSpec>>,
     queue: VecDeque<Batch>,
     /// Next offset to read per partition (past what is queued).
     cursors: BTreeMap<u32, u64>,
@@ -53,29 +62,16 @@ struct State {
     error: Option<Error>,
 }
 
-/// What [`ReadAhead::take`] found.
-pub(crate) enum Taken {
-    /// Batches in read order, at most `max` records together.
-    Batches(Vec<Batch>),
-    /// Nothing queued yet; a lane is reading.
-    Wait,
-    /// Every lane has caught up (or none was started).
-    CaughtUp,
+impl State {
+    fn clear(&mut self) {
+        *self = State { epoch: self.epoch + 1, ..State::default() };
+    }
 }
 
 /// The lanes of one consumer and the batches they read ahead.
 pub(crate) struct ReadAhead {
     state: Mutex<State>,
     ready: Notify,
-}
-
-/// What a lane needs to read: its connection, the partition ids and the batch reader.
-pub(crate) struct LaneSpec {
-    pub(crate) conns: Vec<Arc<Mutex<Connection>>>,
-    pub(crate) partition_ids: Arc<Vec<i64>>,
-    pub(crate) read: Arc<ReadBatch>,
-    /// Records per read of one lane.
-    pub(crate) max: usize,
 }
 
 impl ReadAhead {
@@ -85,66 +81,60 @@ impl ReadAhead {
 
     /// Drops what was read ahead and stops the lanes after their current read.
     pub(crate) fn reset(&self) {
-        let mut st = self.state.lock();
-        st.epoch += 1;
-        st.queue.clear();
-        st.cursors.clear();
-        st.lanes.clear();
-        st.error = None;
+        self.state.lock().clear();
     }
 
     /// Starts reading ahead from `positions` (every assigned partition and the next offset the
     /// consumer returns), one lane per connection of `spec`.
-    pub(crate) fn begin(self: &Arc<Self>, positions: &BTreeMap<u32, u64>, spec: &LaneSpec) {
+    pub(crate) fn begin(self: &Arc<Self>, positions: &BTreeMap<u32, u64>, spec: LaneSpec) {
         {
             let mut st = self.state.lock();
-            st.epoch += 1;
-            st.queue.clear();
-            st.cursors = positions.clone();
+            st.clear();
             st.lanes = vec![Lane { running: false, behind: true }; spec.conns.len()];
-            st.error = None;
+            st.cursors = positions.clone();
+            st.spec = Some(Arc::new(spec));
         }
-        self.start_idle(spec);
+        self.start_idle();
     }
 
-    /// Takes queued batches (at most `max` records), restarting lanes that have room again.
-    pub(crate) fn take(self: &Arc<Self>, max: usize, spec: &LaneSpec) -> Result<Taken> {
-        let taken = {
-            let mut st = self.state.lock();
-            if let Some(e) = st.error.take() {
-                drop(st);
-                self.reset();
-                return Err(e);
-            }
-            let mut batches = Vec::new();
-            let mut count = 0;
-            while let Some(b) = st.queue.front() {
-                if !batches.is_empty() && count + b.records.len() > max {
-                    break;
+    /// Queued batches, at most `max` records together, waiting for a lane's first one; `None`
+    /// when the lanes have caught up or were never started. Restarts lanes that have room.
+    pub(crate) async fn next(self: &Arc<Self>, max: usize) -> Result<Option<Vec<Batch>>> {
+        loop {
+            let ready = self.ready.notified();
+            tokio::pin!(ready);
+            ready.as_mut().enable();
+            {
+                let mut st = self.state.lock();
+                if let Some(e) = st.error.take() {
+                    st.clear();
+                    return Err(e);
                 }
-                count += b.records.len();
-                batches.extend(st.queue.pop_front());
+                if !st.queue.is_empty() {
+                    let mut batches = Vec::new();
+                    let mut count = 0;
+                    while let Some(b) = st.queue.front() {
+                        if !batches.is_empty() && count + b.records.len() > max {
+                            break;
+                        }
+                        count += b.records.len();
+                        batches.extend(st.queue.pop_front());
+                    }
+                    drop(st);
+                    self.start_idle();
+                    return Ok(Some(batches));
+                }
+                if !st.lanes.iter().any(|l| l.running || l.behind) {
+                    return Ok(None);
+                }
             }
-            if !batches.is_empty() {
-                Taken::Batches(batches)
-            } else if st.lanes.iter().any(|l| l.running || l.behind) {
-                Taken::Wait
-            } else {
-                Taken::CaughtUp
-            }
-        };
-        self.start_idle(spec);
-        Ok(taken)
+            ready.await;
+        }
     }
 
-    /// Waits until a lane queued a batch, failed or stopped. Create before [`Self::take`]
-    /// returns [`Taken::Wait`] (see `Notify::notified`), then await.
-    pub(crate) fn ready(&self) -> tokio::sync::futures::Notified<'_> {
-        self.ready.notified()
-    }
-
-    fn start_idle(self: &Arc<Self>, spec: &LaneSpec) {
+    fn start_idle(self: &Arc<Self>) {
         let mut st = self.state.lock();
+        let Some(spec) = st.spec.clone() else { return };
         let lanes = st.lanes.len();
         if st.queue.len() >= DEPTH * lanes {
             return;
@@ -166,16 +156,16 @@ impl ReadAhead {
                 continue;
             }
             st.lanes[lane].running = true;
-            let (me, conn, read, epoch, max) = (self.clone(), spec.conns[lane].clone(), spec.read.clone(), st.epoch, spec.max);
-            tokio::task::spawn_blocking(move || me.run_lane(lane, epoch, &conn, parts, max, &*read));
+            let (me, spec, epoch) = (self.clone(), spec.clone(), st.epoch);
+            tokio::task::spawn_blocking(move || me.run_lane(lane, epoch, &spec, parts));
         }
     }
 
     /// Reads batches until the lane catches up, the queue is full or the epoch moves on.
-    fn run_lane(&self, lane: usize, epoch: u64, conn: &Mutex<Connection>, mut parts: Vec<(u32, i64, u64)>, max: usize, read: &ReadBatch) {
-        let mut conn = conn.lock();
+    fn run_lane(&self, lane: usize, epoch: u64, spec: &LaneSpec, mut parts: Vec<(u32, i64, u64)>) {
+        let mut conn = spec.conns[lane].lock();
         loop {
-            let result = read(&mut conn, &parts, max);
+            let result = read_batch(&spec.key, &spec.topic, &mut conn, &parts, spec.max);
             let mut st = self.state.lock();
             if st.epoch != epoch {
                 return; // reset: the lane's state is gone, and so is what it read
@@ -187,7 +177,7 @@ impl ReadAhead {
                     false
                 }
                 Ok(batch) => {
-                    let full = batch.records.len() >= max;
+                    let full = batch.records.len() >= spec.max;
                     for r in &batch.records {
                         if let Some(p) = parts.iter_mut().find(|p| p.0 == r.partition) {
                             p.2 = p.2.max(r.offset + 1);
