@@ -221,22 +221,27 @@ impl BusPublisher {
             Some(t) => std::borrow::Cow::Borrowed(t),
             None => inner.router.route(&env.event_type),
         };
-        let (result, retries) = self.send(env, &topic).await;
-        inner.counters.record(result.is_ok(), retries, started.elapsed());
-        result
+        self.send(env, &topic, started).await
     }
 
-    async fn send(&self, env: &Envelope, topic: &str) -> (Result<Receipt>, u32) {
+    /// Validates, sends under the retry executor and the breaker, and counts the publish; its
+    /// time runs from `started` (without a validator the clock is read once more, at the end).
+    async fn send(&self, env: &Envelope, topic: &str, started: Instant) -> Result<Receipt> {
         let inner = &*self.inner;
+        // Retries get their whole `max_elapsed` after validation, which may take a while.
+        let mut attempts_started = started;
         if let Some(validator) = &inner.validator {
             if let Err(e) = validator.validate_payload(topic, &env.payload).await {
                 tracing::debug!(topic, event_type = %env.event_type, error = %e.report(), "payload refused before publishing");
-                return (Err(e), 0);
+                inner.counters.record(false, 0, started.elapsed());
+                return Err(e);
             }
+            attempts_started = Instant::now();
         }
         let outcome = inner
             .retry
-            .run(
+            .run_since(
+                attempts_started,
                 |_| async {
                     let permit = inner.breaker.acquire()?;
                     let result = inner.bus.publish_envelope(env, topic).await;
@@ -249,7 +254,9 @@ impl BusPublisher {
         if let Err(e) = &outcome.result {
             tracing::warn!(topic, event_type = %env.event_type, correlation_id = %env.correlation_id, attempts = outcome.stats.attempts, error = %e.report(), "publish failed");
         }
-        (outcome.result, outcome.stats.retries)
+        let elapsed = outcome.stats.elapsed + (attempts_started - started);
+        inner.counters.record(outcome.result.is_ok(), outcome.stats.retries, elapsed);
+        outcome.result
     }
 }
 
@@ -278,9 +285,7 @@ impl EventPublisher for BusPublisher {
             Some(t) => std::borrow::Cow::Borrowed(t.as_str()),
             None => inner.router.route(event_type),
         };
-        let (result, retries) = self.send(&env, &topic).await;
-        inner.counters.record(result.is_ok(), retries, started.elapsed());
-        result
+        self.send(&env, &topic, started).await
     }
 
     async fn close(&self, timeout: Duration) -> Result<()> {

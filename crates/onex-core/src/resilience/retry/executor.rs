@@ -71,13 +71,25 @@ impl Retry {
     /// stop when the next wait would pass `max_elapsed` since the first attempt, otherwise wait
     /// `Retry-After` when the error carries one, else the jittered backoff. Sleeps use
     /// `tokio::time`, so tests run on a paused clock.
-    pub async fn run<T, F, Fut, P>(&self, mut operation: F, mut may_retry: P) -> RetryOutcome<T>
+    pub async fn run<T, F, Fut, P>(&self, operation: F, may_retry: P) -> RetryOutcome<T>
     where
         F: FnMut(u32) -> Fut,
         Fut: Future<Output = Result<T>>,
         P: FnMut(&Error, u32) -> bool,
     {
-        let started = Instant::now();
+        self.run_since(Instant::now(), operation, may_retry).await
+    }
+
+    /// [`Retry::run`] for a caller that already read the clock when the call began:
+    /// `max_elapsed` and [`RetryStats::elapsed`] count from `started`, and the executor reads
+    /// the clock only after a failure and once at the end (a caller timing the call can take
+    /// [`RetryStats::elapsed`] instead of reading it again).
+    pub async fn run_since<T, F, Fut, P>(&self, started: Instant, mut operation: F, mut may_retry: P) -> RetryOutcome<T>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T>>,
+        P: FnMut(&Error, u32) -> bool,
+    {
         let mut waited = Duration::ZERO;
         let mut attempt = 1;
         loop {
@@ -89,7 +101,8 @@ impl Retry {
                     RetryDecision::Stop(reason) => Some(reason),
                     RetryDecision::Wait(wait) => {
                         tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, error = %err.report(), "retrying after failure");
-                        tokio::time::sleep(wait).await;
+                        // Boxed: the rare path; inline, its timer would enlarge every caller's future.
+                        Box::pin(tokio::time::sleep(wait)).await;
                         waited += wait;
                         None
                     }
@@ -192,6 +205,28 @@ mod tests {
             .await;
         assert_eq!((outcome.stats.attempts, outcome.stats.stop), (3, StopReason::MaxElapsed));
         assert_eq!(outcome.stats.elapsed, Duration::from_millis(3300));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn run_since_counts_the_budget_and_the_time_from_the_given_start() {
+        // The caller started 2 s before the first attempt: with a 2.5 s budget, attempt 1 ends
+        // at 3 s, past it, so there is no retry; `run` from now would have retried.
+        let started = Instant::now();
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let policy = RetryPolicy { max_elapsed: Some(Duration::from_millis(2500)), ..fixed(10) };
+        let outcome = Retry::new(policy)
+            .unwrap()
+            .run_since(
+                started,
+                |_| async {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    Err::<(), _>(Error::unavailable("down"))
+                },
+                |_, _| true,
+            )
+            .await;
+        assert_eq!((outcome.stats.attempts, outcome.stats.stop), (1, StopReason::MaxElapsed));
+        assert_eq!(outcome.stats.elapsed, Duration::from_secs(3));
     }
 
     #[tokio::test(start_paused = true)]
