@@ -297,6 +297,35 @@ async fn retention_by_count_bytes_and_age() {
 }
 
 #[tokio::test]
+async fn offsets_keep_counting_after_retention_deleted_every_record_and_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bus.db");
+    let t = SqliteTransport::open(&path, SqliteConfig::default()).await.unwrap();
+    let mut spec = TopicSpec::new("gone", 2);
+    spec.config.insert("retention.ms".into(), "50".into());
+    t.admin().create_topic(spec).await.unwrap();
+    let mut recs: Vec<ProduceRecord> = (0..5).map(|i| rec("k", &[i as u8; 10])).collect();
+    for r in &mut recs {
+        r.partition = Some(1);
+    }
+    t.produce("gone", recs).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(t.enforce_retention().await.unwrap(), 5);
+    let info = t.admin().describe_topic("gone").await.unwrap();
+    assert_eq!((info.partitions[1].low_watermark, info.partitions[1].high_watermark), (5, 5), "empty, and the end kept");
+    t.close().await.unwrap();
+    // A new process knows the partition's end only from the file.
+    let t = SqliteTransport::open(&path, SqliteConfig::default()).await.unwrap();
+    let mut r = rec("k", b"after");
+    r.partition = Some(1);
+    assert_eq!(t.produce("gone", vec![r]).await.unwrap()[0].offset, 5, "an offset is never handed out twice");
+    let info = t.admin().describe_topic("gone").await.unwrap();
+    assert_eq!((info.partitions[1].low_watermark, info.partitions[1].high_watermark), (5, 6));
+    assert_eq!((info.partitions[0].low_watermark, info.partitions[0].high_watermark), (0, 0));
+    t.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn health_reports_path_sync_topics_and_version() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bus.db");
@@ -432,4 +461,25 @@ async fn envelopes_decode_from_stored_headers_and_damaged_headers_are_survived()
     assert_eq!(rs[1].record.value, envs[1].payload, "the value survives");
     assert_eq!(rs[1].record.key.as_deref(), Some(&b"k"[..]), "the key survives");
     c.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_version_2_file_is_migrated_and_its_offsets_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bus.db");
+    let t = SqliteTransport::open(&path, SqliteConfig::default()).await.unwrap();
+    t.admin().create_topic(TopicSpec::new("events", 1)).await.unwrap();
+    t.produce("events", (0..3).map(|i| rec("k", &[i; 4])).collect()).await.unwrap();
+    t.close().await.unwrap();
+    // What a version-2 build left: the end of each partition written in bus_partitions.
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute("UPDATE bus_partitions SET next_offset = 3", []).unwrap();
+    c.execute("UPDATE onex_meta SET value = '2' WHERE key = 'bus_schema_version'", []).unwrap();
+    drop(c);
+    let t = SqliteTransport::open(&path, SqliteConfig::default()).await.unwrap();
+    assert_eq!(t.produce("events", vec![rec("k", b"next")]).await.unwrap()[0].offset, 3);
+    t.close().await.unwrap();
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let v: String = c.query_row("SELECT value FROM onex_meta WHERE key = 'bus_schema_version'", [], |r| r.get(0)).unwrap();
+    assert_eq!(v, BUS_SCHEMA_VERSION.to_string());
 }

@@ -146,6 +146,6 @@ async fn a_version_1_file_is_migrated_and_its_header_records_still_read() {
     let c = rusqlite::Connection::open(&path).unwrap();
     let v: String = c.query_row("SELECT value FROM onex_meta WHERE key = 'bus_schema_version'", [], |r| r.get(0)).unwrap();
     assert_eq!(v, BUS_SCHEMA_VERSION.to_string());
-    assert_eq!(BUS_SCHEMA_VERSION, 2);
+    assert_eq!(BUS_SCHEMA_VERSION, 3);
     assert_eq!(header_markers(&path)[1], Some(0));
 }

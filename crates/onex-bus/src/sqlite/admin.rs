@@ -90,8 +90,8 @@ pub(crate) fn describe(conn: &Connection, name: &str) -> Result<Option<TopicInfo
     let mut first =
         conn.prepare_cached("SELECT id FROM bus_records WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT 1").sql("describing partitions")?;
     let mut partitions = Vec::with_capacity(parts.len());
-    for (p, pid, next) in parts {
-        let high = next as u64;
+    for (p, pid, floor) in parts {
+        let high = super::codec::end_offset(conn, pid, floor)?;
         let low: Option<i64> =
             first.query_row(params![base_id(pid), row_id(pid, high)], |r| r.get(0)).optional().sql("reading a low watermark")?;
         partitions.push(PartitionInfo { partition: p, low_watermark: low.map_or(high, super::codec::offset_of), high_watermark: high });

@@ -30,6 +30,19 @@ pub(crate) fn offset_of(row_id: i64) -> u64 {
     (row_id as u64) & MAX_OFFSET
 }
 
+/// The end of a partition (its next offset): one past its newest record. `floor` is what
+/// `bus_partitions.next_offset` holds, which is only written when retention deletes records
+/// (it may delete them all); appends do not write it, so that a transaction of appends
+/// touches `bus_records` alone.
+pub(crate) fn end_offset(conn: &rusqlite::Connection, partition_id: i64, floor: i64) -> Result<u64> {
+    use rusqlite::OptionalExtension;
+    let newest: Option<i64> = conn
+        .prepare_cached("SELECT id FROM bus_records WHERE id >= ?1 AND id < ?2 ORDER BY id DESC LIMIT 1")
+        .and_then(|mut s| s.query_row([base_id(partition_id), base_id(partition_id + 1)], |r| r.get(0)).optional())
+        .sql("reading the end of a partition")?;
+    Ok(newest.map_or(0, |id| offset_of(id) + 1).max(floor.max(0) as u64))
+}
+
 /// Encodes headers as `varint count, (varint name len, name, varint value len, value)*`,
 /// keeping order, repeats and exact bytes. No headers is `None` (stored as NULL).
 pub(crate) fn encode_headers(headers: &Headers) -> Option<Vec<u8>> {

@@ -173,10 +173,13 @@ fn start_offset(tx: &Transaction<'_>, key: &MemberKey, partition: u32, start: St
         (Some(c), _) => c as u64,
         // Reading from 0 starts at the oldest retained record.
         (None, StartFrom::Earliest) => 0,
-        (None, StartFrom::Latest) => tx
-            .prepare_cached("SELECT next_offset FROM bus_partitions WHERE topic_id = ?1 AND part = ?2")
-            .and_then(|mut s| s.query_row(params![key.topic_id, partition], |r| r.get::<_, i64>(0)))
-            .sql("reading the end of a partition")? as u64,
+        (None, StartFrom::Latest) => {
+            let (pid, floor): (i64, i64) = tx
+                .prepare_cached("SELECT id, next_offset FROM bus_partitions WHERE topic_id = ?1 AND part = ?2")
+                .and_then(|mut s| s.query_row(params![key.topic_id, partition], |r| Ok((r.get(0)?, r.get(1)?))))
+                .sql("reading the end of a partition")?;
+            super::codec::end_offset(tx, pid, floor)?
+        }
     })
 }
 

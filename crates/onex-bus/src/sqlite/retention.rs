@@ -5,7 +5,7 @@
 use chrono::Utc;
 use rusqlite::{params, OptionalExtension, Transaction};
 
-use super::codec::{base_id, row_id, SqlContext};
+use super::codec::{base_id, end_offset, row_id, SqlContext};
 use super::writer::{TopicCache, WriterState};
 use onex_core::Result;
 
@@ -59,7 +59,8 @@ fn enforce(tx: &Transaction<'_>, l: &Limits) -> Result<u64> {
         .and_then(|mut s| s.query_map([&l.topic], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
         .sql("listing partitions for retention")?;
     let mut deleted = 0;
-    for (pid, next, bytes) in parts {
+    for (pid, floor, bytes) in parts {
+        let next = end_offset(tx, pid, floor)? as i64;
         let lo = base_id(pid);
         // The first row id to keep: the largest cut any limit asks for.
         let mut keep_from = lo;
@@ -96,8 +97,9 @@ fn enforce(tx: &Transaction<'_>, l: &Limits) -> Result<u64> {
                 .and_then(|mut s| s.execute(params![lo, keep_from]))
                 .sql("deleting expired records")?;
             if n > 0 {
-                tx.prepare_cached("UPDATE bus_partitions SET bytes = max(bytes - ?1, 0) WHERE id = ?2")
-                    .and_then(|mut s| s.execute(params![freed, pid]))
+                // The end is kept here: the newest records may be among those deleted.
+                tx.prepare_cached("UPDATE bus_partitions SET next_offset = ?1, bytes = max(bytes - ?2, 0) WHERE id = ?3")
+                    .and_then(|mut s| s.execute(params![next, freed, pid]))
                     .sql("updating partition size")?;
                 deleted += n as u64;
             }

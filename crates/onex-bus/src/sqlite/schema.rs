@@ -14,7 +14,7 @@ use super::codec::SqlContext;
 use super::config::{is_default_path, SqliteConfig};
 
 /// The bus schema version this build writes.
-pub(crate) const BUS_SCHEMA_VERSION: i64 = 2;
+pub(crate) const BUS_SCHEMA_VERSION: i64 = 3;
 
 /// Key of the bus schema version in `onex_meta`.
 pub(crate) const VERSION_KEY: &str = "bus_schema_version";
@@ -80,6 +80,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     // field by field (see `stored_envelope`), which a version-1 build would not read. The
     // version number is what keeps such a build off the file; the statement is a no-op.
     (2, "CREATE TABLE IF NOT EXISTS onex_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"),
+    // Version 3 changes no table either: a partition's end is now its newest record
+    // (`bus_partitions.next_offset` is a floor that only retention writes). A version-2
+    // writer would take the stale column for the end and fail its inserts, so the version
+    // keeps it off the file; a version-2 file is already valid as version 3.
+    (3, "CREATE TABLE IF NOT EXISTS onex_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"),
 ];
 
 /// Opens (creating when missing) the writer connection: checks, WAL, migrations.

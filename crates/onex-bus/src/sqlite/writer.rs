@@ -2,10 +2,12 @@
 //! since its last commit in ONE transaction (group commit). A publish returns only after the
 //! transaction holding its records committed.
 //!
-//! Offsets are assigned here. Each partition's next offset is cached in memory and persisted
-//! in `bus_partitions` in the same transaction; another process may write the same file, so
-//! every transaction starts with `BEGIN IMMEDIATE` (the file's write lock) and reloads the
-//! cache when `PRAGMA data_version` says another connection committed meanwhile.
+//! Offsets are assigned here. Each partition's next offset is cached in memory; the file
+//! holds it as the newest record's row id ([`end_offset`]), so a transaction of appends
+//! writes `bus_records` and nothing else (a topic with a byte limit also updates its
+//! partitions' sizes). Another process may write the same file, so every transaction starts
+//! with `BEGIN IMMEDIATE` (the file's write lock) and reloads the cache when
+//! `PRAGMA data_version` says another connection committed meanwhile.
 
 use std::collections::HashMap;
 use std::sync::mpsc;
@@ -19,7 +21,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 use tokio::sync::{oneshot, Notify};
 
 use super::checkpoint::{self, Checkpointer};
-use super::codec::{encode_headers, row_id, SqlContext, MAX_OFFSET};
+use super::codec::{encode_headers, end_offset, row_id, SqlContext, MAX_OFFSET};
 use super::config::SqliteConfig;
 use super::stored_envelope;
 use crate::partitioner::partition_for_key;
@@ -57,6 +59,9 @@ pub(crate) struct CachedPartition {
 pub(crate) struct CachedTopic {
     pub(crate) partition_ids: Vec<i64>,
     round_robin: u32,
+    /// The topic has a byte limit: appends keep `bus_partitions.bytes` up to date for
+    /// retention. Without one nothing reads it, and appends do not pay for the update.
+    counts_bytes: bool,
 }
 
 /// Topics and partition counters, valid while no other connection wrote.
@@ -86,23 +91,24 @@ impl TopicCache {
         if self.topics.contains_key(name) {
             return Ok(Some(()));
         }
-        let id: Option<i64> = tx
-            .prepare_cached("SELECT id FROM bus_topics WHERE name = ?1")
-            .and_then(|mut s| s.query_row([name], |r| r.get(0)).optional())
+        let row: Option<(i64, bool)> = tx
+            .prepare_cached("SELECT id, retention_bytes IS NOT NULL FROM bus_topics WHERE name = ?1")
+            .and_then(|mut s| s.query_row([name], |r| Ok((r.get(0)?, r.get(1)?))).optional())
             .sql("looking up a topic")?;
-        let Some(id) = id else { return Ok(None) };
+        let Some((id, counts_bytes)) = row else { return Ok(None) };
         let mut stmt = tx
             .prepare_cached("SELECT id, next_offset, bytes FROM bus_partitions WHERE topic_id = ?1 ORDER BY part")
             .sql("loading partitions")?;
         let rows =
             stmt.query_map([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))).sql("loading partitions")?;
-        let mut partition_ids = Vec::new();
-        for row in rows {
-            let (pid, next, bytes) = row.sql("loading partitions")?;
+        let rows = rows.collect::<rusqlite::Result<Vec<_>>>().sql("loading partitions")?;
+        let mut partition_ids = Vec::with_capacity(rows.len());
+        for (pid, floor, bytes) in rows {
             partition_ids.push(pid);
-            self.partitions.insert(pid, CachedPartition { next_offset: next as u64, bytes, dirty: false });
+            let next_offset = end_offset(tx, pid, floor)?;
+            self.partitions.insert(pid, CachedPartition { next_offset, bytes, dirty: false });
         }
-        self.topics.insert(name.to_string(), CachedTopic { partition_ids, round_robin: 0 });
+        self.topics.insert(name.to_string(), CachedTopic { partition_ids, round_robin: 0, counts_bytes });
         Ok(Some(()))
     }
 }
@@ -199,7 +205,7 @@ impl WriterState {
                     }
                 }
             }
-            append.save_offsets(cache)?;
+            append.save_sizes(cache)?;
             Ok(outcomes)
         });
         let held = jobs.len();
@@ -282,25 +288,28 @@ impl<'t> Append<'t> {
             let stored = key.map_or(0, <[u8]>::len) + value.len() + headers.as_ref().map_or(0, Vec::len);
             self.insert.execute(params![row_id(pid, offset), self.ts, key, value, headers]).sql("appending a record")?;
             part.next_offset += 1;
-            part.bytes += stored as i64;
-            if !part.dirty {
-                part.dirty = true;
-                self.dirty.push(pid);
+            if topic.counts_bytes {
+                part.bytes += stored as i64;
+                if !part.dirty {
+                    part.dirty = true;
+                    self.dirty.push(pid);
+                }
             }
             receipts.push(Receipt { topic: job.topic.clone(), partition: p, offset, timestamp: self.now });
         }
         Ok(Ok(receipts))
     }
 
-    /// Persists the moved partitions' next offsets and sizes in the same transaction.
-    fn save_offsets(&mut self, cache: &mut TopicCache) -> Result<()> {
-        let mut update = self
-            .tx
-            .prepare_cached("UPDATE bus_partitions SET next_offset = ?1, bytes = ?2 WHERE id = ?3")
-            .sql("preparing the offset update")?;
+    /// Persists the sizes of the partitions that grew (of topics with a byte limit) in the
+    /// same transaction.
+    fn save_sizes(&mut self, cache: &mut TopicCache) -> Result<()> {
+        if self.dirty.is_empty() {
+            return Ok(());
+        }
+        let mut update = self.tx.prepare_cached("UPDATE bus_partitions SET bytes = ?1 WHERE id = ?2").sql("preparing the size update")?;
         for pid in self.dirty.drain(..) {
             let part = cache.partitions.get_mut(&pid).expect("dirty partition is cached");
-            update.execute(params![part.next_offset as i64, part.bytes, pid]).sql("saving partition offsets")?;
+            update.execute(params![part.bytes, pid]).sql("saving partition sizes")?;
             part.dirty = false;
         }
         Ok(())
