@@ -4,12 +4,9 @@
 //! threshold: that commit copies ~1,000 pages into the database file and syncs twice while
 //! every publisher waiting on it stalls (measured with 16 concurrent publishers: 1.7 % of
 //! the commits took 60 % of all commit time). The writer connection replaces it with a WAL
-//! hook that only notes the WAL's size; each time the WAL grew by [`WAL_PAGES_CHECKPOINT`]
-//! pages the writer nudges a thread that checkpoints on its own connection (`PASSIVE`: it
-//! never blocks the writer or readers), syncing as the configured `sync` asks. Nudging after
-//! every commit past the threshold instead kept that thread checkpointing without a pause:
-//! with 16 concurrent publishers it used ~45 % of a core, copying the same hot pages and
-//! syncing the file hundreds of times a second.
+//! hook that only notes the WAL's size; past [`WAL_PAGES_CHECKPOINT`] the writer nudges a
+//! thread that checkpoints on its own connection (`PASSIVE`: it never blocks the writer or
+//! readers), syncing as the configured `sync` asks.
 //!
 //! A checkpoint running beside a busy writer rarely finds the WAL fully copied at the moment
 //! a transaction starts, which is when SQLite rewinds it; so past [`WAL_PAGES_LIMIT`] the
@@ -62,8 +59,6 @@ fn wal_pages() -> c_int {
 #[derive(Debug)]
 pub(crate) struct Checkpointer {
     nudge: Option<mpsc::SyncSender<()>>,
-    /// WAL size at the last nudge (0 after the WAL started over).
-    nudged_at: c_int,
     /// WAL size at the writer's last rewind attempt past the limit (0 below it).
     rewound_at: c_int,
     /// Held by whoever checkpoints: SQLite runs one checkpoint at a time and refuses a second
@@ -92,22 +87,18 @@ impl Checkpointer {
                 }
             })
             .map_err(|e| Error::initialization("cannot start the sqlite checkpoint thread").with_source(e))?;
-        Ok(Checkpointer { nudge: Some(nudge), nudged_at: 0, rewound_at: 0, running, thread: Some(thread) })
+        Ok(Checkpointer { nudge: Some(nudge), rewound_at: 0, running, thread: Some(thread) })
     }
 
-    /// Called by the writer after each commit on `writer`: nudges the thread each time the
-    /// WAL grew by [`WAL_PAGES_CHECKPOINT`] pages (returning at once), and past
-    /// [`WAL_PAGES_LIMIT`] rewinds the WAL on `writer` itself — again only after another
-    /// [`WAL_PAGES_CHECKPOINT`] pages when readers kept the WAL in use.
+    /// Called by the writer after each commit on `writer`: nudges the thread past
+    /// [`WAL_PAGES_CHECKPOINT`] (returning at once), and past [`WAL_PAGES_LIMIT`] rewinds the
+    /// WAL on `writer` itself — again only after another [`WAL_PAGES_CHECKPOINT`] pages when
+    /// readers kept the WAL in use.
     pub(crate) fn committed(&mut self, writer: &Connection) {
         let pages = wal_pages();
-        if pages < self.nudged_at {
-            self.nudged_at = 0; // the WAL started over
-        }
         if pages < WAL_PAGES_LIMIT {
             self.rewound_at = 0;
-            if pages >= self.nudged_at + WAL_PAGES_CHECKPOINT {
-                self.nudged_at = pages;
+            if pages >= WAL_PAGES_CHECKPOINT {
                 if let Some(n) = &self.nudge {
                     let _ = n.try_send(()); // a nudge already pending covers this one
                 }
