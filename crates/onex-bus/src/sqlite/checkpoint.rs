@@ -6,7 +6,11 @@
 //! the commits took 60 % of all commit time). The writer connection replaces it with a WAL
 //! hook that only notes the WAL's size; past [`WAL_PAGES_CHECKPOINT`] the writer nudges a
 //! thread that checkpoints on its own connection (`PASSIVE`: it never blocks the writer or
-//! readers), syncing as the configured `sync` asks.
+//! readers), syncing as the configured `sync` asks. Past the threshold every commit nudges
+//! it, so under load it checkpoints back to back: that costs part of a core, but it keeps the
+//! WAL copied, so SQLite can rewind it often and the writer's page lookups stay cheap (nudging
+//! once per 1,000 new pages instead made 16 concurrent publishers up to 2x slower; see
+//! decisions.md, "Twelfth session").
 //!
 //! A checkpoint running beside a busy writer rarely finds the WAL fully copied at the moment
 //! a transaction starts, which is when SQLite rewinds it; so past [`WAL_PAGES_LIMIT`] the
