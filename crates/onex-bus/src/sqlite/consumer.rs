@@ -26,6 +26,12 @@ use crate::transport::{ConsumedRecord, PollEvent, RecordBody, TransportConsumer}
 /// processes (in-process commits wake it at once).
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
+/// Polls' worth of records a read-ahead lane reads in one transaction. Two lanes reading
+/// two polls each (4,000 records at the default `max_poll_records`) instead of half a poll
+/// each took `bench bus-sqlite --messages 1000000` consume from 1.0–1.7M to 1.95–2.05M
+/// records/s (decisions.md, thirteenth session).
+const LANE_READ_POLLS: usize = 2;
+
 /// Retries of a lease release that failed on a busy database.
 const RELEASE_ATTEMPTS: u32 = 10;
 
@@ -195,14 +201,16 @@ impl SqliteConsumer {
     }
 
     /// Starts the lanes: one per reader connection (a second one is opened when two or more
-    /// partitions are assigned), each reading `max / lanes` records at a time.
+    /// partitions are assigned), each reading [`LANE_READ_POLLS`] polls' worth of records per
+    /// transaction, queued as batches of one poll.
     async fn begin_read_ahead(&mut self, max: usize) {
         if self.positions.len() >= 2 && max >= 2 && self.second_reader.is_none() {
             self.open_second_reader().await;
         }
         let conns: Vec<_> = std::iter::once(self.reader.clone()).chain(self.second_reader.clone()).collect();
         let spec = LaneSpec {
-            max: (max / conns.len()).max(1),
+            read: max.saturating_mul(LANE_READ_POLLS),
+            batch: max,
             conns,
             key: self.key.clone(),
             topic: self.topic.clone(),

@@ -5,7 +5,7 @@
 //! queue, and with every core busy (readers and handlers) that wake waits for a worker. In
 //! `onex bench bus-sqlite` (500k records, 2 cores) the readers were busy only ~55% of the
 //! consume phase, the rest waiting for the engine to ask again. A lane reads on, up to
-//! [`DEPTH`] batches ahead, and the engine takes what is ready.
+//! [`DEPTH`] reads ahead, and the engine takes what is ready.
 //!
 //! Per-partition order holds: a partition belongs to one lane, whose batches are queued in
 //! the order they were read. Nothing is acknowledged or committed here: positions move only
@@ -23,7 +23,7 @@ use super::consumer::read_batch;
 use super::group::MemberKey;
 use crate::transport::ConsumedRecord;
 
-/// Batches per lane that may wait in the queue before the lanes pause.
+/// Reads per lane that may wait in the queue before the lanes pause.
 const DEPTH: usize = 4;
 
 /// What one read transaction returned.
@@ -39,8 +39,19 @@ pub(crate) struct LaneSpec {
     pub(crate) key: Arc<MemberKey>,
     pub(crate) topic: Arc<str>,
     pub(crate) partition_ids: Arc<Vec<i64>>,
-    /// Records per read of one lane.
-    pub(crate) max: usize,
+    /// Records per read transaction of one lane: several polls' worth, because every
+    /// transaction pays a fixed cost (and, after any commit to the file, SQLite drops and
+    /// rebuilds its mapping of it).
+    pub(crate) read: usize,
+    /// Records per queued batch: what one poll may return.
+    pub(crate) batch: usize,
+}
+
+impl LaneSpec {
+    /// Queued batches at which the lanes pause.
+    fn queue_limit(&self) -> usize {
+        DEPTH * self.conns.len() * self.read.div_ceil(self.batch.max(1))
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -136,7 +147,7 @@ impl ReadAhead {
         let mut st = self.state.lock();
         let Some(spec) = st.spec.clone() else { return };
         let lanes = st.lanes.len();
-        if st.queue.len() >= DEPTH * lanes {
+        if st.queue.len() >= spec.queue_limit() {
             return;
         }
         let partitions: Vec<u32> = st.cursors.keys().copied().collect();
@@ -165,7 +176,7 @@ impl ReadAhead {
     fn run_lane(&self, lane: usize, epoch: u64, spec: &LaneSpec, mut parts: Vec<(u32, i64, u64)>) {
         let mut conn = spec.conns[lane].lock();
         loop {
-            let result = read_batch(&spec.key, &spec.topic, &mut conn, &parts, spec.max);
+            let result = read_batch(&spec.key, &spec.topic, &mut conn, &parts, spec.read);
             let mut st = self.state.lock();
             if st.epoch != epoch {
                 return; // reset: the lane's state is gone, and so is what it read
@@ -177,7 +188,7 @@ impl ReadAhead {
                     false
                 }
                 Ok(batch) => {
-                    let full = batch.records.len() >= spec.max;
+                    let full = batch.records.len() >= spec.read;
                     for r in &batch.records {
                         if let Some(p) = parts.iter_mut().find(|p| p.0 == r.partition) {
                             p.2 = p.2.max(r.offset + 1);
@@ -187,9 +198,10 @@ impl ReadAhead {
                         st.cursors.insert(*p, *next);
                     }
                     if !batch.records.is_empty() {
-                        st.queue.push_back(batch);
+                        let generation = batch.generation;
+                        st.queue.extend(chunks(batch.records, spec.batch).into_iter().map(|records| Batch { generation, records }));
                     }
-                    let go_on = full && st.queue.len() < DEPTH * st.lanes.len();
+                    let go_on = full && st.queue.len() < spec.queue_limit();
                     st.lanes[lane] = Lane { running: go_on, behind: full };
                     go_on
                 }
@@ -200,5 +212,46 @@ impl ReadAhead {
                 return;
             }
         }
+    }
+}
+
+/// `records` in order, cut into vectors of at most `size`. Cut from the end, so each record
+/// is moved at most once.
+fn chunks(mut records: Vec<ConsumedRecord>, size: usize) -> Vec<Vec<ConsumedRecord>> {
+    let size = size.max(1);
+    let mut out = Vec::with_capacity(records.len().div_ceil(size));
+    while records.len() > size {
+        let last = (records.len() - 1) / size * size;
+        out.push(records.split_off(last));
+    }
+    out.push(records);
+    out.reverse();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_keep_order_and_size() {
+        let rec = |offset| ConsumedRecord {
+            topic: Arc::from("t"),
+            partition: 0,
+            offset,
+            timestamp: chrono::Utc::now(),
+            record: Arc::new(onex_core::Record { key: None, value: bytes::Bytes::new(), headers: Default::default() }.into()),
+        };
+        let sizes = |n: u64, size| {
+            let out = chunks((0..n).map(rec).collect(), size);
+            let offsets: Vec<u64> = out.iter().flatten().map(|r| r.offset).collect();
+            assert_eq!(offsets, (0..n).collect::<Vec<_>>());
+            out.iter().map(Vec::len).collect::<Vec<_>>()
+        };
+        assert_eq!(sizes(0, 3), vec![0]);
+        assert_eq!(sizes(3, 3), vec![3]);
+        assert_eq!(sizes(7, 3), vec![3, 3, 1]);
+        assert_eq!(sizes(2000, 1000), vec![1000, 1000]);
+        assert_eq!(sizes(5, 0), vec![1, 1, 1, 1, 1]);
     }
 }
