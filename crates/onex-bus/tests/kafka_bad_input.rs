@@ -132,3 +132,26 @@ async fn an_invalid_topic_name_is_a_config_error_before_the_broker_is_asked() {
         assert_eq!(err.kind(), ErrorKind::Config, "{bad:?}: {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_local_queue_makes_publishes_wait_not_fail() {
+    if require_broker().is_none() {
+        return;
+    }
+    // Room for 2 records in librdkafka's queue, and a linger that keeps them there a while:
+    // most of the 60 publishes below find the queue full and must wait for room.
+    let t = transport("queue.buffering.max.messages=2&linger.ms=20").await;
+    let topic = unique_topic("kafka-full-queue");
+    t.admin().create_topic(TopicSpec::new(&topic, 1)).await.unwrap();
+    let envs: Vec<Envelope> = (0..30).map(|i| Envelope::new("x.y.v1", &i).unwrap()).collect();
+    let by_envelope = envs.iter().map(|e| t.produce_envelope(&topic, e));
+    let by_record = (0..30u8).map(|i| {
+        let r = ProduceRecord::new(Record { value: Bytes::from(vec![i]), ..Default::default() });
+        t.produce(&topic, vec![r])
+    });
+    let (receipts, batches) = tokio::join!(futures::future::join_all(by_envelope), futures::future::join_all(by_record));
+    let mut offsets: Vec<u64> = receipts.into_iter().map(|r| r.expect("an envelope waits for room").offset).collect();
+    offsets.extend(batches.into_iter().map(|r| r.expect("a record waits for room")[0].offset));
+    offsets.sort_unstable();
+    assert_eq!(offsets, (0..60).collect::<Vec<u64>>(), "every publish was acknowledged, each at its own offset");
+}
