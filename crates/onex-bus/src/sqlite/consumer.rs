@@ -28,7 +28,7 @@ pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Polls' worth of records a read-ahead lane reads in one transaction. Two lanes reading
 /// two polls each (4,000 records at the default `max_poll_records`) instead of half a poll
-/// each took `bench bus-sqlite --messages 1000000` consume from 1.0–1.7M to 1.95–2.05M
+/// each took `bench bus-sqlite --messages 1000000` consume from 1.04–1.66M to 1.64–2.06M
 /// records/s (decisions.md, thirteenth session).
 const LANE_READ_POLLS: usize = 2;
 
