@@ -143,18 +143,18 @@ async fn ours_consume(bus: &TransportBus, n: u64, group: &str) -> Result<(Durati
     let done = Arc::new(Notify::new());
     let first = Arc::new(Mutex::new(None::<Instant>));
     let (c2, d2, f2) = (count.clone(), done.clone(), first.clone());
-    let handler = handler_fn(move |_d: Delivery| {
-        let (count, done, first) = (c2.clone(), d2.clone(), f2.clone());
-        async move {
-            let k = count.fetch_add(1, Ordering::Relaxed);
-            if k == 0 {
-                *first.lock() = Some(Instant::now());
-            }
-            if k + 1 == n {
-                done.notify_one();
-            }
-            Ok(())
+    // The handler counts before it returns its (ready) future: the bench measures the bus,
+    // not three `Arc` clones per record that an async block would need.
+    let handler = handler_fn(move |d: Delivery| {
+        std::hint::black_box(d.envelope.payload.len());
+        let k = c2.fetch_add(1, Ordering::Relaxed);
+        if k == 0 {
+            *f2.lock() = Some(Instant::now());
         }
+        if k + 1 == n {
+            d2.notify_one();
+        }
+        std::future::ready(Ok(()))
     });
     let subscribed = Instant::now();
     let id = bus.subscribe(Subscription::new("bench", group, handler)).await?;
