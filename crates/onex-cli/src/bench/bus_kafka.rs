@@ -19,7 +19,6 @@
 //! mirrored order (raw, transport, ours, ours, transport, raw): the broker slows as it fills,
 //! and a single run in a fixed order hands the advantage to whoever goes first.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,8 +33,9 @@ use onex_bus::publisher::BusPublisher;
 use onex_bus::transport::{ProduceRecord, Transport};
 use onex_bus::{BusConfig, TransportBus};
 use onex_core::envelope::encode_record;
-use onex_core::{handler_fn, Delivery, Envelope, Error, EventBus, Record, Subscription, TopicSpec};
+use onex_core::{Envelope, Error, EventBus, Record, Subscription, TopicSpec};
 
+use super::handled::HandledCount;
 use super::{payload_256, Latencies, ScenarioReport, Side};
 
 const PARTITIONS: u32 = 4;
@@ -181,29 +181,14 @@ fn check_delivery<T, E: std::fmt::Display, C: std::fmt::Debug>(
 }
 
 async fn consume_ours(bus: &TransportBus, topic: &str, n: u64) -> Result<Side, Error> {
-    let handled = Arc::new(AtomicU64::new(0));
-    let first = Arc::new(parking_lot::Mutex::new(None::<Instant>));
-    let done = Arc::new(tokio::sync::Notify::new());
-    let (h, f, d) = (handled.clone(), first.clone(), done.clone());
-    // Counted before the (ready) future is returned, as in `bench bus-sqlite`: no per-record
-    // `Arc` clones or lock in the measured handler.
-    let handler = handler_fn(move |delivery: Delivery| {
-        std::hint::black_box(delivery.envelope.payload.len());
-        let k = h.fetch_add(1, Ordering::Relaxed);
-        if k == 0 {
-            *f.lock() = Some(Instant::now());
-        }
-        if k + 1 == n {
-            d.notify_one();
-        }
-        std::future::ready(Ok(()))
-    });
-    let id = bus.subscribe(Subscription::new(topic, format!("bench-ours-{}", uuid::Uuid::new_v4().simple()), handler)).await?;
+    let count = HandledCount::new(n);
+    let sub = Subscription::new(topic, format!("bench-ours-{}", uuid::Uuid::new_v4().simple()), count.handler());
+    let id = bus.subscribe(sub).await?;
     bus.start().await?;
-    tokio::time::timeout(Duration::from_secs(600), done.notified())
+    tokio::time::timeout(Duration::from_secs(600), count.all_handled())
         .await
-        .map_err(|_| Error::timeout(format!("consumer handled {} of {n}", handled.load(Ordering::Relaxed)), Duration::from_secs(600)))?;
-    let elapsed = first.lock().map(|t| t.elapsed()).unwrap_or_default();
+        .map_err(|_| Error::timeout(format!("consumer handled {} of {n}", count.handled()), Duration::from_secs(600)))?;
+    let elapsed = count.first().map(|t| t.elapsed()).unwrap_or_default();
     bus.unsubscribe(id).await?;
     Ok(Side::new("consumer engine → handler, commits every 100 ms", n, elapsed, "msg/s", &Latencies::default()))
 }

@@ -13,7 +13,6 @@
 //! as any real writer must.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,10 +22,9 @@ use onex_bus::sqlite::rusqlite::{self, params};
 use onex_bus::sqlite::{SqliteConfig, SqliteTransport};
 use onex_bus::{BusConfig, TransportBus};
 use onex_core::envelope::encode_record;
-use onex_core::{handler_fn, Delivery, Envelope, Error, EventBus, Headers, Record, Result, Subscription, TopicSpec};
-use parking_lot::Mutex;
-use tokio::sync::Notify;
+use onex_core::{Envelope, Error, EventBus, Headers, Record, Result, Subscription, TopicSpec};
 
+use super::handled::HandledCount;
 use super::{payload_256, Latencies, ScenarioReport, Side};
 
 const PARTITIONS: u32 = 4;
@@ -139,29 +137,13 @@ async fn ours_concurrent(bus: Arc<TransportBus>, envs: Arc<Vec<Envelope>>) -> Re
 /// One consume run: a new group reads the whole topic. Returns the time from the first record
 /// to the last, and how long joining took before the first record.
 async fn ours_consume(bus: &TransportBus, n: u64, group: &str) -> Result<(Duration, Duration)> {
-    let count = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(Notify::new());
-    let first = Arc::new(Mutex::new(None::<Instant>));
-    let (c2, d2, f2) = (count.clone(), done.clone(), first.clone());
-    // The handler counts before it returns its (ready) future: the bench measures the bus,
-    // not three `Arc` clones per record that an async block would need.
-    let handler = handler_fn(move |d: Delivery| {
-        std::hint::black_box(d.envelope.payload.len());
-        let k = c2.fetch_add(1, Ordering::Relaxed);
-        if k == 0 {
-            *f2.lock() = Some(Instant::now());
-        }
-        if k + 1 == n {
-            d2.notify_one();
-        }
-        std::future::ready(Ok(()))
-    });
+    let count = HandledCount::new(n);
     let subscribed = Instant::now();
-    let id = bus.subscribe(Subscription::new("bench", group, handler)).await?;
+    let id = bus.subscribe(Subscription::new("bench", group, count.handler())).await?;
     bus.start().await?;
-    done.notified().await;
+    count.all_handled().await;
     let end = Instant::now();
-    let start = first.lock().unwrap_or(subscribed);
+    let start = count.first().unwrap_or(subscribed);
     bus.unsubscribe(id).await?;
     Ok((end - start, start - subscribed))
 }

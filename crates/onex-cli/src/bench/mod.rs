@@ -3,6 +3,7 @@
 pub mod bus_kafka;
 mod bus_memory;
 pub mod bus_sqlite;
+mod handled;
 pub mod http;
 pub mod postgres;
 pub mod publisher;
