@@ -6,11 +6,12 @@
 //! the commits took 60 % of all commit time). The writer connection replaces it with a WAL
 //! hook that only notes the WAL's size; past [`WAL_PAGES_CHECKPOINT`] the writer nudges a
 //! thread that checkpoints on its own connection (`PASSIVE`: it never blocks the writer or
-//! readers), syncing as the configured `sync` asks. Past the threshold every commit nudges
-//! it, so under load it checkpoints back to back: that costs part of a core, but it keeps the
-//! WAL copied, so SQLite can rewind it often and the writer's page lookups stay cheap (nudging
-//! once per 1,000 new pages instead made 16 concurrent publishers up to 2x slower; see
-//! decisions.md, "Twelfth session").
+//! readers), syncing as the configured `sync` asks. Past the threshold the thread is nudged
+//! once per [`NUDGE_EVERY_PAGES`] new pages, so under load it checkpoints nearly back to back:
+//! that keeps the WAL copied, so SQLite can rewind it often and the writer's page lookups stay
+//! cheap (nudging once per 1,000 new pages instead made 16 concurrent publishers up to 2x
+//! slower; see decisions.md, "Twelfth session"), without copying the same pages again after
+//! every small transaction.
 //!
 //! A checkpoint running beside a busy writer rarely finds the WAL fully copied at the moment
 //! a transaction starts, which is when SQLite rewinds it; so past [`WAL_PAGES_LIMIT`] the
@@ -34,6 +35,12 @@ use super::codec::SqlContext;
 
 /// WAL size (pages) at which the checkpoint thread is nudged (SQLite's own default threshold).
 const WAL_PAGES_CHECKPOINT: c_int = 1000;
+/// New WAL pages between two nudges of the checkpoint thread (past [`WAL_PAGES_CHECKPOINT`]).
+/// Nudging after every commit made the thread copy the same few pages (the last leaf of each
+/// partition and their parents) again after each small transaction: with 16 concurrent
+/// publishers it used ~45 % of a core. Every 64 pages (~4 such transactions) it uses a third
+/// less, and concurrent16 ran ~15 % faster (decisions.md, "Fourteenth session").
+const NUDGE_EVERY_PAGES: c_int = 64;
 /// WAL size (pages, ~80 MB with 4 KiB pages) at which the checkpoint rewinds the WAL.
 const WAL_PAGES_LIMIT: c_int = 20 * WAL_PAGES_CHECKPOINT;
 
@@ -65,6 +72,8 @@ pub(crate) struct Checkpointer {
     nudge: Option<mpsc::SyncSender<()>>,
     /// WAL size at the writer's last rewind attempt past the limit (0 below it).
     rewound_at: c_int,
+    /// WAL size when the thread was last nudged.
+    nudged_at: c_int,
     /// Held by whoever checkpoints: SQLite runs one checkpoint at a time and refuses a second
     /// at once, so the writer's rewind waits for the thread's pass instead of failing.
     running: Arc<Mutex<()>>,
@@ -91,7 +100,7 @@ impl Checkpointer {
                 }
             })
             .map_err(|e| Error::initialization("cannot start the sqlite checkpoint thread").with_source(e))?;
-        Ok(Checkpointer { nudge: Some(nudge), rewound_at: 0, running, thread: Some(thread) })
+        Ok(Checkpointer { nudge: Some(nudge), rewound_at: 0, nudged_at: 0, running, thread: Some(thread) })
     }
 
     /// Called by the writer after each commit on `writer`: nudges the thread past
@@ -102,9 +111,11 @@ impl Checkpointer {
         let pages = wal_pages();
         if pages < WAL_PAGES_LIMIT {
             self.rewound_at = 0;
-            if pages >= WAL_PAGES_CHECKPOINT {
-                if let Some(n) = &self.nudge {
-                    let _ = n.try_send(()); // a nudge already pending covers this one
+            // `pages < nudged_at`: the WAL started over since.
+            if pages >= WAL_PAGES_CHECKPOINT && (pages < self.nudged_at || pages >= self.nudged_at + NUDGE_EVERY_PAGES) {
+                // A nudge already pending covers this commit's pages; the next commit tries again.
+                if self.nudge.as_ref().is_some_and(|n| n.try_send(()).is_ok()) {
+                    self.nudged_at = pages;
                 }
             }
         } else if pages >= self.rewound_at + WAL_PAGES_CHECKPOINT {
