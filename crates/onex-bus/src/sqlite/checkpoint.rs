@@ -38,8 +38,9 @@ const WAL_PAGES_CHECKPOINT: c_int = 1000;
 /// New WAL pages between two nudges of the checkpoint thread (past [`WAL_PAGES_CHECKPOINT`]).
 /// Nudging after every commit made the thread copy the same few pages (the last leaf of each
 /// partition and their parents) again after each small transaction: with 16 concurrent
-/// publishers it used ~45 % of a core. Every 64 pages (~4 such transactions) it uses a third
-/// less, and concurrent16 ran ~15 % faster (decisions.md, "Fourteenth session").
+/// publishers it used ~45 % of a core. Every 64 pages (~4 such transactions) it uses about a
+/// third less, and 16 concurrent publishers ran ~25 % faster (decisions.md, "Fourteenth
+/// session").
 const NUDGE_EVERY_PAGES: c_int = 64;
 /// WAL size (pages, ~80 MB with 4 KiB pages) at which the checkpoint rewinds the WAL.
 const WAL_PAGES_LIMIT: c_int = 20 * WAL_PAGES_CHECKPOINT;
