@@ -5,7 +5,7 @@
 mod kafka_support;
 
 use bytes::Bytes;
-use kafka_support::{require_broker, transport, url};
+use kafka_support::{new_topic, require_broker, transport, url};
 use onex_bus::kafka::KafkaTransport;
 use onex_bus::testing::unique_topic;
 use onex_bus::transport::{ProduceRecord, Transport};
@@ -72,8 +72,7 @@ async fn record_over_the_max_size_is_too_large_and_nothing_is_written() {
         return;
     }
     let t = transport("").await;
-    let topic = unique_topic("kafka-too-large");
-    t.admin().create_topic(TopicSpec::new(&topic, 1)).await.unwrap();
+    let topic = new_topic(&t, "kafka-too-large", 1).await;
     let bus = TransportBus::new(t.clone());
     let small = ProduceRecord::new(Record { value: Bytes::from_static(b"ok"), ..Default::default() });
     let big = ProduceRecord::new(Record { value: Bytes::from(vec![7u8; 2 * 1024 * 1024]), ..Default::default() });
@@ -99,8 +98,7 @@ async fn explicit_partition_out_of_range_is_rejected() {
         return;
     }
     let t = transport("").await;
-    let topic = unique_topic("kafka-bad-partition");
-    t.admin().create_topic(TopicSpec::new(&topic, 2)).await.unwrap();
+    let topic = new_topic(&t, "kafka-bad-partition", 2).await;
     let err = t.produce(&topic, vec![ProduceRecord { partition: Some(5), ..Default::default() }]).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Rejected, "{err}");
     assert!(err.to_string().contains("partition 5") && err.to_string().contains("2 partitions"), "{err}");
@@ -141,8 +139,7 @@ async fn a_full_local_queue_makes_publishes_wait_not_fail() {
     // Room for 2 records in librdkafka's queue, and a linger that keeps them there a while:
     // most of the 60 publishes below find the queue full and must wait for room.
     let t = transport("queue.buffering.max.messages=2&linger.ms=20").await;
-    let topic = unique_topic("kafka-full-queue");
-    t.admin().create_topic(TopicSpec::new(&topic, 1)).await.unwrap();
+    let topic = new_topic(&t, "kafka-full-queue", 1).await;
     let envs: Vec<Envelope> = (0..30).map(|i| Envelope::new("x.y.v1", &i).unwrap()).collect();
     let by_envelope = envs.iter().map(|e| t.produce_envelope(&topic, e));
     let by_record = (0..30u8).map(|i| {

@@ -13,14 +13,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kafka_support::FAST_GROUPS;
+use kafka_support::{new_topic, FAST_GROUPS};
 use onex_bus::kafka::KafkaTransport;
 use onex_bus::publisher::BusPublisher;
-use onex_bus::testing::{unique_topic, Collector};
-use onex_bus::transport::Transport;
+use onex_bus::testing::Collector;
 use onex_bus::TransportBus;
 use onex_core::resilience::{BreakerConfig, BreakerState, RetryPolicy};
-use onex_core::{Envelope, ErrorKind, EventBus, EventPublisher, SubscriptionOptions, TopicSpec};
+use onex_core::{Envelope, ErrorKind, EventBus, EventPublisher, SubscriptionOptions};
 use parking_lot::Mutex;
 
 fn tansu_binary() -> Option<PathBuf> {
@@ -135,8 +134,7 @@ async fn freeze_scenario(message_timeout: Duration, port: u16) -> Option<usize> 
     let MESSAGE_TIMEOUT = message_timeout;
     let broker = Broker::start(port)?;
     let transport = broker.connect(MESSAGE_TIMEOUT).await;
-    let topic = unique_topic("kafka-stall");
-    transport.admin().create_topic(TopicSpec::new(&topic, 2)).await.unwrap();
+    let topic = new_topic(&transport, "kafka-stall", 2).await;
     let bus = Arc::new(TransportBus::new(transport.clone()));
 
     let attempts = Arc::new(Mutex::new(Vec::<Attempt>::new()));
@@ -227,8 +225,7 @@ async fn frozen_broker_opens_the_publisher_breaker_and_a_probe_closes_it() {
     const MESSAGE_TIMEOUT: Duration = Duration::from_secs(2);
     let Some(broker) = Broker::start(19096) else { return };
     let transport = broker.connect(MESSAGE_TIMEOUT).await;
-    let topic = unique_topic("kafka-breaker");
-    transport.admin().create_topic(TopicSpec::new(&topic, 2)).await.unwrap();
+    let topic = new_topic(&transport, "kafka-breaker", 2).await;
     let bus: Arc<dyn EventBus> = Arc::new(TransportBus::new(transport.clone()));
     let breaker = BreakerConfig { failure_threshold: 3, reset_timeout: Duration::from_secs(1), half_open_probes: 1, ..Default::default() };
     let publisher = Arc::new(

@@ -15,11 +15,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kafka_support::{require_broker, transport, url};
+use kafka_support::{new_topic, require_broker, transport, url};
 use onex_bus::testing::unique_topic;
 use onex_bus::transport::Transport;
 use onex_bus::TransportBus;
-use onex_core::{handler_fn, Delivery, Envelope, EventBus, Subscription, TopicSpec};
+use onex_core::{handler_fn, Delivery, Envelope, EventBus, Subscription};
 
 const CHILD_ENV: &str = "ONEX_KAFKA_CHILD";
 const EVENTS: u64 = 4000;
@@ -102,9 +102,8 @@ async fn sigkill_of_one_member_loses_nothing_and_redelivers_only_uncommitted() {
     // multi-record batch, so a partition that moves with a committed offset mid-batch would
     // lose the rest of that batch on tansu (a broker bug, see the report; Kafka is fine).
     let t = transport("batch.num.messages=1").await;
-    let topic = unique_topic("kafka-crash");
+    let topic = new_topic(&t, "kafka-crash", 4).await;
     let group = unique_topic("crash-group");
-    t.admin().create_topic(TopicSpec::new(&topic, 4)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (a_file, b_file) = (dir.path().join("a.log"), dir.path().join("b.log"));
     // B joins first and leads the group; A, the member that will be killed, joins second.

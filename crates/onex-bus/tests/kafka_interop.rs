@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_support::{require_broker, transport};
+use kafka_support::{new_topic, require_broker, transport};
 use onex_bus::kafka::rdkafka::consumer::{BaseConsumer, Consumer};
 use onex_bus::kafka::rdkafka::message::{Header, Headers as _, OwnedHeaders};
 use onex_bus::kafka::rdkafka::producer::{FutureProducer, FutureRecord};
@@ -31,8 +31,7 @@ fn plain_producer(brokers: &str) -> FutureProducer {
 async fn foreign_binary_mode_and_plain_json_records_are_consumed() {
     let Some(brokers) = require_broker() else { return };
     let t = transport("").await;
-    let topic = unique_topic("kafka-interop-in");
-    t.admin().create_topic(TopicSpec::new(&topic, 1)).await.unwrap();
+    let topic = new_topic(&t, "kafka-interop-in", 1).await;
     let (id, corr, cause) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     let producer = plain_producer(&brokers);
     let headers = OwnedHeaders::new()
@@ -152,8 +151,7 @@ async fn keys_land_on_the_murmur2_partition() {
         return;
     }
     let t = transport("").await;
-    let topic = unique_topic("kafka-murmur2");
-    t.admin().create_topic(TopicSpec::new(&topic, 6)).await.unwrap();
+    let topic = new_topic(&t, "kafka-murmur2", 6).await;
     let bus = TransportBus::new(t.clone());
     let mut used = HashSet::new();
     for i in 0..60 {
@@ -211,8 +209,7 @@ async fn health_shows_profile_settings_and_lag_without_secrets() {
         format!("redpanda://{brokers}?session.timeout.ms=6000&heartbeat.interval.ms=500&sasl.password=hunter2-secret&sasl.username=svc");
     let t = onex_bus::kafka::KafkaTransport::from_url_str(&raw).await.unwrap();
     assert_eq!(t.backend(), "redpanda");
-    let topic = unique_topic("kafka-health");
-    t.admin().create_topic(TopicSpec::new(&topic, 2)).await.unwrap();
+    let topic = new_topic(&t, "kafka-health", 2).await;
     let bus = TransportBus::new(t.clone());
     let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
     let g2 = gate.clone();

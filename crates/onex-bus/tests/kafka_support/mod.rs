@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use onex_bus::kafka::KafkaTransport;
 use onex_bus::testing::{Features, Harness};
+use onex_bus::transport::Transport;
 use onex_bus::{BusConfig, TransportBus};
 
 /// `ONEX_KAFKA_BROKERS`, default `127.0.0.1:9092`.
@@ -52,6 +53,14 @@ pub fn require_broker() -> Option<String> {
 /// A transport on the test broker.
 pub async fn transport(extra: &str) -> Arc<KafkaTransport> {
     KafkaTransport::from_url_str(&url(extra)).await.expect("connect to the test Kafka broker")
+}
+
+/// A new topic with a unique name starting with `prefix` and `partitions` partitions, created
+/// through `t`'s admin (tansu does not create topics on its own).
+pub async fn new_topic(t: &KafkaTransport, prefix: &str, partitions: u32) -> String {
+    let topic = onex_bus::testing::unique_topic(prefix);
+    t.admin().create_topic(onex_core::TopicSpec::new(&topic, partitions)).await.expect("create the test topic");
+    topic
 }
 
 /// The conformance harness: every `bus()` is a new transport (another "process") on the
