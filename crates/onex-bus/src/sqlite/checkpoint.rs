@@ -112,12 +112,9 @@ impl Checkpointer {
         let pages = wal_pages();
         if pages < WAL_PAGES_LIMIT {
             self.rewound_at = 0;
-            // `pages < nudged_at`: the WAL started over since.
-            if pages >= WAL_PAGES_CHECKPOINT && (pages < self.nudged_at || pages >= self.nudged_at + NUDGE_EVERY_PAGES) {
-                // A nudge already pending covers this commit's pages; the next commit tries again.
-                if self.nudge.as_ref().is_some_and(|n| n.try_send(()).is_ok()) {
-                    self.nudged_at = pages;
-                }
+            // A nudge already pending covers this commit's pages; the next commit tries again.
+            if nudge_due(pages, self.nudged_at) && self.nudge.as_ref().is_some_and(|n| n.try_send(()).is_ok()) {
+                self.nudged_at = pages;
             }
         } else if pages >= self.rewound_at + WAL_PAGES_CHECKPOINT {
             self.rewound_at = pages;
@@ -127,6 +124,14 @@ impl Checkpointer {
             }
         }
     }
+}
+
+/// Whether a commit that left `pages` in the WAL should nudge the checkpoint thread, which was
+/// last nudged at `nudged_at` pages: past [`WAL_PAGES_CHECKPOINT`], once per
+/// [`NUDGE_EVERY_PAGES`] new pages, and at once when the WAL started over since
+/// (`pages < nudged_at`).
+fn nudge_due(pages: c_int, nudged_at: c_int) -> bool {
+    pages >= WAL_PAGES_CHECKPOINT && (pages < nudged_at || pages >= nudged_at + NUDGE_EVERY_PAGES)
 }
 
 impl Drop for Checkpointer {
@@ -142,4 +147,20 @@ impl Drop for Checkpointer {
 /// waits (the busy timeout) for the writer and readers so that the WAL starts over.
 pub(crate) fn checkpoint(conn: &Connection, mode: &str) -> Result<()> {
     conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())).sql("checkpointing the WAL")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_thread_is_nudged_once_per_batch_of_new_pages_past_the_threshold() {
+        assert!(!nudge_due(WAL_PAGES_CHECKPOINT - 1, 0), "below the threshold");
+        assert!(nudge_due(WAL_PAGES_CHECKPOINT, 0), "first commit past it");
+        let at = WAL_PAGES_CHECKPOINT + 10;
+        assert!(!nudge_due(at + 1, at), "a commit right after a nudge waits");
+        assert!(!nudge_due(at + NUDGE_EVERY_PAGES - 1, at));
+        assert!(nudge_due(at + NUDGE_EVERY_PAGES, at), "64 new pages later");
+        assert!(nudge_due(WAL_PAGES_CHECKPOINT + 5, at + 500), "the WAL started over and grew past the threshold again");
+    }
 }
