@@ -1,24 +1,23 @@
 //! The handler of the consume benchmarks: it counts deliveries and notes the first one.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use onex_core::{handler_fn, Delivery, EventHandler};
-use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 /// Deliveries handled so far, when the first one was, and a notification at the `n`th.
 pub(crate) struct HandledCount {
     n: u64,
     handled: AtomicU64,
-    first: Mutex<Option<Instant>>,
+    first: OnceLock<Instant>,
     done: Notify,
 }
 
 impl HandledCount {
     pub(crate) fn new(n: u64) -> Arc<Self> {
-        Arc::new(HandledCount { n, handled: AtomicU64::new(0), first: Mutex::new(None), done: Notify::new() })
+        Arc::new(HandledCount { n, handled: AtomicU64::new(0), first: OnceLock::new(), done: Notify::new() })
     }
 
     /// A handler that counts into `self`. It counts before it returns a ready future: the
@@ -29,7 +28,7 @@ impl HandledCount {
             std::hint::black_box(d.envelope.payload.len());
             let k = count.handled.fetch_add(1, Ordering::Relaxed);
             if k == 0 {
-                *count.first.lock() = Some(Instant::now());
+                let _ = count.first.set(Instant::now());
             }
             if k + 1 == count.n {
                 count.done.notify_one();
@@ -45,7 +44,7 @@ impl HandledCount {
 
     /// When the first delivery was handled.
     pub(crate) fn first(&self) -> Option<Instant> {
-        *self.first.lock()
+        self.first.get().copied()
     }
 
     /// Returns once `n` deliveries were handled (at once if they already were).
