@@ -263,6 +263,11 @@ fn read_partitions(tx: &Transaction<'_>, topic: &Arc<str>, parts: &[(u32, i64, u
         .prepare_cached("SELECT id, ts, key, value, headers FROM bus_records WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT ?3")
         .sql("preparing a read")?;
     let mut days = DayCache::default();
+    // A name of this read's own: every record holds a reference, and the engine's threads
+    // drop them while this lane reads the next batch. On the consumer's one shared `Arc`,
+    // those counts moved its cache line between cores twice per record.
+    let topic: Arc<str> = Arc::from(&**topic);
+    let topic = &topic;
     for (p, pid, pos) in parts {
         if out.len() >= max {
             break;
