@@ -73,9 +73,19 @@ impl KafkaAdmin {
     /// the broker is asked. Only valid names enter the cache, so a hit needs no check: every
     /// produce call asks this first.
     pub(crate) async fn partition_count(&self, topic: &str) -> Result<u32> {
-        if let Some(n) = self.partition_counts.read().get(topic) {
-            return Ok(*n);
+        match self.cached_partition_count(topic) {
+            Some(n) => Ok(n),
+            // Boxed: every produce future holds this one, and the metadata round-trip's state
+            // would make each of them hundreds of bytes larger.
+            None => Box::pin(self.look_up_partition_count(topic)).await,
         }
+    }
+
+    fn cached_partition_count(&self, topic: &str) -> Option<u32> {
+        self.partition_counts.read().get(topic).copied()
+    }
+
+    async fn look_up_partition_count(&self, topic: &str) -> Result<u32> {
         onex_core::validate_topic(topic)?;
         let n = self.fetch_partition_count(topic).await?;
         self.partition_counts.write().insert(topic.to_string(), n);

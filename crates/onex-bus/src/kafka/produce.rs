@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use futures::future::{BoxFuture, Either};
 use onex_core::envelope::{encoded_len, for_each_header};
 use onex_core::{Envelope, Error, Receipt, Result};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -84,23 +85,43 @@ impl KafkaTransport {
 
     /// Hands one record to librdkafka, waiting (at most [`ENQUEUE_TIMEOUT`]) while its local
     /// queue is full.
-    async fn enqueue(&self, producer: &Producer, topic: &str, mut rec: FutureRecord<'_, [u8], [u8]>) -> Result<DeliveryFuture> {
-        // The clock is read only once the local queue is full (the rare, slow case).
-        let mut started = None;
+    ///
+    /// Not an `async fn`: the record goes to librdkafka at once, and only a full queue makes
+    /// a future (boxed). Every produce future holds what this returns until its delivery
+    /// report, so the record and the wait's timer would otherwise make each of them ~300
+    /// bytes larger, and ten thousand of them in flight are that much more memory to touch.
+    fn enqueue<'a>(
+        &'a self,
+        producer: &'a Producer,
+        topic: &'a str,
+        rec: FutureRecord<'a, [u8], [u8]>,
+    ) -> Either<std::future::Ready<Result<DeliveryFuture>>, BoxFuture<'a, Result<DeliveryFuture>>> {
+        match producer.send_result(rec) {
+            Ok(delivery) => Either::Left(std::future::ready(Ok(delivery))),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                Either::Right(Box::pin(self.enqueue_when_room(producer, topic, back)))
+            }
+            Err((e, _)) => Either::Left(std::future::ready(Err(self.produce_error(e, topic)))),
+        }
+    }
+
+    /// The slow path of [`Self::enqueue`]: retries every 2 ms while in-flight records drain.
+    async fn enqueue_when_room(&self, producer: &Producer, topic: &str, mut rec: FutureRecord<'_, [u8], [u8]>) -> Result<DeliveryFuture> {
+        let started = Instant::now();
         loop {
+            tokio::time::sleep(Duration::from_millis(2)).await;
             match producer.send_result(rec) {
                 Ok(delivery) => return Ok(delivery),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
-                    if started.get_or_insert_with(Instant::now).elapsed() < ENQUEUE_TIMEOUT =>
-                {
-                    rec = back; // let in-flight records drain
-                    tokio::time::sleep(Duration::from_millis(2)).await;
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) if started.elapsed() < ENQUEUE_TIMEOUT => {
+                    rec = back;
                 }
-                Err((e, _)) => {
-                    return Err(errors::from_kafka(e, &format!("publishing to {topic:?}"), &self.config.brokers).with("topic", topic))
-                }
+                Err((e, _)) => return Err(self.produce_error(e, topic)),
             }
         }
+    }
+
+    fn produce_error(&self, e: KafkaError, topic: &str) -> Error {
+        errors::from_kafka(e, &format!("publishing to {topic:?}"), &self.config.brokers).with("topic", topic)
     }
 
     /// Waits for the broker's acknowledgement of one record.
