@@ -93,25 +93,32 @@ impl Retry {
         let mut waited = Duration::ZERO;
         let mut attempt = 1;
         loop {
-            let result = operation(attempt).await;
-            let stop = match &result {
-                Ok(_) => Some(StopReason::Succeeded),
-                Err(err) if !may_retry(err, attempt) => Some(StopReason::NotRetryable),
-                Err(err) => match self.policy.decide(attempt - 1, started.elapsed(), err) {
-                    RetryDecision::Stop(reason) => Some(reason),
-                    RetryDecision::Wait(wait) => {
-                        tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, error = %err.report(), "retrying after failure");
-                        // Boxed: the rare path; inline, its timer would enlarge every caller's future.
-                        Box::pin(tokio::time::sleep(wait)).await;
-                        waited += wait;
-                        None
+            // Scoped so that the failed result's storage ends before the wait: the future
+            // does not keep it (every caller's future holds this one).
+            let wait = {
+                let result = operation(attempt).await;
+                let next = match &result {
+                    Ok(_) => Err(StopReason::Succeeded),
+                    Err(err) if !may_retry(err, attempt) => Err(StopReason::NotRetryable),
+                    Err(err) => match self.policy.decide(attempt - 1, started.elapsed(), err) {
+                        RetryDecision::Stop(reason) => Err(reason),
+                        RetryDecision::Wait(wait) => {
+                            tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, error = %err.report(), "retrying after failure");
+                            Ok(wait)
+                        }
+                    },
+                };
+                match next {
+                    Ok(wait) => wait,
+                    Err(stop) => {
+                        let stats = RetryStats { attempts: attempt, retries: attempt - 1, elapsed: started.elapsed(), waited, stop };
+                        return RetryOutcome { result, stats };
                     }
-                },
+                }
             };
-            if let Some(stop) = stop {
-                let stats = RetryStats { attempts: attempt, retries: attempt - 1, elapsed: started.elapsed(), waited, stop };
-                return RetryOutcome { result, stats };
-            }
+            // Boxed: the rare path; inline, its timer would enlarge every caller's future.
+            Box::pin(tokio::time::sleep(wait)).await;
+            waited += wait;
             attempt += 1;
         }
     }
