@@ -120,6 +120,7 @@ impl KafkaTransport {
         }
     }
 
+    /// A failed publish to `topic`, explained (one wording for enqueueing and delivery).
     fn produce_error(&self, e: KafkaError, topic: &str) -> Error {
         errors::from_kafka(e, &format!("publishing to {topic:?}"), &self.config.brokers).with("topic", topic)
     }
@@ -130,7 +131,7 @@ impl KafkaTransport {
             Ok(Ok(d)) => Ok(receipt(topic, d.partition, d.offset, d.timestamp)),
             Ok(Err((e, _))) => {
                 self.replace_broken_producer(producer, &e);
-                let err = errors::from_kafka(e, &format!("publishing to {topic:?}"), &self.config.brokers).with("topic", topic);
+                let err = self.produce_error(e, topic);
                 if err.kind() == onex_core::ErrorKind::NotFound {
                     self.admin.forget(topic);
                 }
