@@ -1,5 +1,6 @@
 //! Bad input against the kafka transport: each case fails with a clear error that names
-//! what failed and what to do.
+//! what failed and what to do. Also the producer's limits: a full local queue, and what a
+//! publish in flight holds.
 #![cfg(feature = "kafka")]
 
 mod kafka_support;
@@ -151,4 +152,20 @@ async fn a_full_local_queue_makes_publishes_wait_not_fail() {
     offsets.extend(batches.into_iter().map(|r| r.expect("a record waits for room")[0].offset));
     offsets.sort_unstable();
     assert_eq!(offsets, (0..60).collect::<Vec<u64>>(), "every publish was acknowledged, each at its own offset");
+}
+
+#[tokio::test]
+async fn a_publish_in_flight_holds_no_slow_path_state() {
+    if require_broker().is_none() {
+        return;
+    }
+    // A pipelined producer keeps thousands of these futures until their delivery reports; the
+    // metadata lookup, the record and a full queue's timer belong in boxes of their own (they
+    // made it 640 bytes). The bound leaves room for compiler changes, not for those.
+    let t = transport("").await;
+    let topic = new_topic(&t, "kafka-future-size", 1).await;
+    let env = Envelope::new("x.y.v1", &1).unwrap();
+    let fut = t.produce_envelope(&topic, &env);
+    let size = std::mem::size_of_val(&*fut);
+    assert!(size <= 400, "a produce future is {size} bytes");
 }

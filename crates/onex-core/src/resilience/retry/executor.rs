@@ -214,6 +214,19 @@ mod tests {
         assert_eq!(outcome.stats.elapsed, Duration::from_millis(3300));
     }
 
+    #[test]
+    fn the_future_does_not_keep_a_failed_result_across_the_wait() {
+        // Every publish and handler call holds this future; a result kept across the
+        // backoff sleep would make it as large as the operation's output.
+        fn size<T>() -> usize {
+            let retry = Retry::new(fixed(1)).unwrap();
+            let fut = retry.run_since(Instant::now(), |_| async { Err::<T, _>(Error::unavailable("down")) }, |_, _| true);
+            std::mem::size_of_val(&fut)
+        }
+        let (small, large) = (size::<()>(), size::<[u8; 4096]>());
+        assert!(large < small + 1024, "a 4 KiB output grew the future from {small} to {large} bytes");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn run_since_counts_the_budget_and_the_time_from_the_given_start() {
         // The caller started 2 s before the first attempt: with a 2.5 s budget, attempt 1 ends
