@@ -257,11 +257,12 @@ pub(super) fn read_batch(key: &MemberKey, topic: &Arc<str>, conn: &mut Connectio
     Ok(Batch { generation, records })
 }
 
+/// One partition's records from an offset on, up to a count.
+const READ_RECORDS: &str = "SELECT id, ts, key, value, headers FROM bus_records WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT ?3";
+
 fn read_partitions(tx: &Transaction<'_>, topic: &Arc<str>, parts: &[(u32, i64, u64)], max: usize) -> Result<Vec<ConsumedRecord>> {
     let mut out = Vec::with_capacity(max.min(1024));
-    let mut stmt = tx
-        .prepare_cached("SELECT id, ts, key, value, headers FROM bus_records WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT ?3")
-        .sql("preparing a read")?;
+    let mut stmt = tx.prepare_cached(READ_RECORDS).sql("preparing a read")?;
     let mut days = DayCache::default();
     // A name of this read's own: every record holds a reference, and the engine's threads
     // drop them while this lane reads the next batch. On the consumer's one shared `Arc`,
@@ -479,5 +480,42 @@ impl Drop for SqliteConsumer {
                 Ok(())
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::StatementStatus;
+
+    use super::*;
+    use crate::sqlite::schema::{open_reader, open_writer};
+    use crate::sqlite::SqliteConfig;
+
+    #[test]
+    fn reads_of_any_size_run_the_statement_as_prepared() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bus.db");
+        let writer = open_writer(&path, &SqliteConfig::default()).unwrap();
+        let ts = 1_764_000_000_000_000i64;
+        for (pid, n) in [(1i64, 30u64), (2, 20)] {
+            for offset in 0..n {
+                writer
+                    .execute(
+                        "INSERT INTO bus_records(id, ts, key, value, headers) VALUES (?1, ?2, NULL, x'7b7d', NULL)",
+                        params![row_id(pid, offset), ts],
+                    )
+                    .unwrap();
+            }
+        }
+        let mut reader = open_reader(&path).unwrap();
+        let key = MemberKey { group: "g".into(), topic: "t".into(), topic_id: 1, member: "m".into() };
+        let topic: Arc<str> = Arc::from("t");
+        // Each read binds a different LIMIT: what is left of `max` after the first partition.
+        for max in [40, 25, 7, 50] {
+            let batch = read_batch(&key, &topic, &mut reader, &[(0, 1, 0), (1, 2, 0)], max).unwrap();
+            assert_eq!(batch.records.len(), max.min(50));
+        }
+        let stmt = reader.prepare_cached(READ_RECORDS).unwrap();
+        assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0, "the read statement was parsed and planned again");
     }
 }
