@@ -106,7 +106,6 @@ pub(crate) fn open_writer(path: &Path, config: &SqliteConfig) -> Result<Connecti
     conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0)).sql("switching to WAL mode")?;
     conn.pragma_update(None, "synchronous", config.sync.pragma()).sql("setting synchronous")?;
     conn.pragma_update(None, "cache_size", -16384).sql("setting the cache size")?;
-    keep_plans(&conn)?;
     conn.set_prepared_statement_cache_capacity(64);
     if found < BUS_SCHEMA_VERSION {
         migrate(&conn, &shown)?;
@@ -128,19 +127,14 @@ pub(crate) fn open_reader(path: &Path) -> Result<Connection> {
     // cache, and reading the pages through the mapping instead of one `pread` each made
     // `bench bus-sqlite` consume ~1.5x faster (decisions.md, tenth session).
     conn.pragma_update(None, "mmap_size", READER_MMAP_BYTES).sql("setting the mmap size")?;
-    keep_plans(&conn)?;
+    // Cached statements keep their plans whatever is bound to them (the query planner
+    // stability guarantee). Without it the bundled SQLite (built with STAT4) plans a read
+    // again whenever the value bound to its `LIMIT ?` changes, which a read of several
+    // partitions does on almost every query: ~2.5 % of a read-ahead lane's time in `bench
+    // bus-sqlite` consume (decisions.md, sixteenth session).
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).sql("keeping query plans stable")?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
-}
-
-/// Turns on the query planner stability guarantee: a cached statement keeps its plan
-/// whatever values are bound to it. Without it the bundled SQLite (built with STAT4) plans
-/// again whenever the value bound to a `LIMIT ?` changes, which a read of several
-/// partitions does on almost every query: parsing and planning took ~2.5 % of a read-ahead
-/// lane's time in `bench bus-sqlite` consume (decisions.md, sixteenth session).
-fn keep_plans(conn: &Connection) -> Result<()> {
-    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).sql("keeping query plans stable")?;
-    Ok(())
 }
 
 fn check_directory(path: &Path) -> Result<()> {
