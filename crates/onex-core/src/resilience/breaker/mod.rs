@@ -28,6 +28,7 @@ mod window;
 mod tests;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -50,6 +51,21 @@ struct Shared {
     target: String,
     config: BreakerConfig,
     machine: Mutex<Machine>,
+    /// The generation while the breaker is closed with nothing to count (no failure streak,
+    /// no rate window), else [`NOT_CLEAN`]. In that state admitting a call and recording its
+    /// success change nothing, so both are a load of this word instead of two lock round
+    /// trips per call; every change of the machine updates it under the lock.
+    clean: AtomicU64,
+}
+
+/// [`Shared::clean`] when calls must go through the machine.
+const NOT_CLEAN: u64 = u64::MAX;
+
+impl Shared {
+    /// Publishes whether the machine is clean, after a change made under its lock.
+    fn publish_clean(&self, machine: &Machine) {
+        self.clean.store(machine.clean_generation().unwrap_or(NOT_CLEAN), Ordering::Release);
+    }
 }
 
 /// Permission to make one call through a [`CircuitBreaker`]. Report the outcome with
@@ -71,8 +87,9 @@ impl CircuitBreaker {
     pub fn new(target: impl Into<String>, config: BreakerConfig) -> Result<Self> {
         let target = crate::sanitize::sanitize(&target.into());
         config.validate().map_err(|e| e.with("target", &target))?;
-        let machine = Mutex::new(Machine::new(config.clone(), Instant::now()));
-        Ok(CircuitBreaker { shared: Arc::new(Shared { target, config, machine }) })
+        let machine = Machine::new(config.clone(), Instant::now());
+        let clean = AtomicU64::new(machine.clean_generation().unwrap_or(NOT_CLEAN));
+        Ok(CircuitBreaker { shared: Arc::new(Shared { target, config, machine: Mutex::new(machine), clean }) })
     }
 
     /// Asks to make a call. `Err(Error::CircuitOpen { target, remaining })` while open (with the
@@ -82,7 +99,17 @@ impl CircuitBreaker {
         if !self.shared.config.enabled {
             return Ok(BreakerPermit { shared: None, ticket: Ticket { generation: 0, probe: false } });
         }
-        let (became_half_open, admission) = self.shared.machine.lock().admit(Instant::now);
+        let generation = self.shared.clean.load(Ordering::Acquire);
+        if generation != NOT_CLEAN {
+            let ticket = Ticket { generation, probe: false };
+            return Ok(BreakerPermit { shared: Some(Arc::clone(&self.shared)), ticket });
+        }
+        let (became_half_open, admission) = {
+            let mut machine = self.shared.machine.lock();
+            let admitted = machine.admit(Instant::now);
+            self.shared.publish_clean(&machine);
+            admitted
+        };
         if became_half_open {
             tracing::info!(target_name = %self.shared.target, "circuit breaker half-open: letting probes through");
         }
@@ -159,7 +186,15 @@ impl BreakerPermit {
 
     fn finish(mut self, counted_failure: bool) {
         let Some(shared) = self.shared.take() else { return };
-        let transition = shared.machine.lock().record(self.ticket, counted_failure, Instant::now);
+        if !counted_failure && shared.clean.load(Ordering::Acquire) == self.ticket.generation {
+            return; // a success while clean: nothing to count
+        }
+        let transition = {
+            let mut machine = shared.machine.lock();
+            let transition = machine.record(self.ticket, counted_failure, Instant::now);
+            shared.publish_clean(&machine);
+            transition
+        };
         match transition {
             Transition::Opened => {
                 tracing::warn!(target_name = %shared.target, reset_after_ms = shared.config.reset_timeout.as_millis() as u64, "circuit breaker opened")
@@ -172,7 +207,7 @@ impl BreakerPermit {
 
 impl Drop for BreakerPermit {
     fn drop(&mut self) {
-        if let Some(shared) = self.shared.take() {
+        if let Some(shared) = self.shared.take().filter(|_| self.ticket.probe) {
             shared.machine.lock().release(self.ticket);
         }
     }

@@ -180,6 +180,13 @@ impl Machine {
         }
     }
 
+    /// The generation when a call's admission and success would change nothing: closed, no
+    /// failure streak and no rate window. `None` otherwise.
+    pub(super) fn clean_generation(&self) -> Option<u64> {
+        let clean = matches!(self.phase, Phase::Closed) && self.consecutive_failures == 0 && self.window.is_none();
+        clean.then_some(self.generation)
+    }
+
     /// Frees the slot of a probe permit that was dropped without a recorded outcome.
     pub(super) fn release(&mut self, ticket: Ticket) {
         if ticket.probe && ticket.generation == self.generation {

@@ -48,6 +48,26 @@ fn target_name_is_sanitized() {
     assert!(!b.target().contains("hunter2"), "{}", b.target());
 }
 
+#[test]
+fn a_closed_breaker_with_nothing_to_count_admits_and_records_without_its_lock() {
+    let b = CircuitBreaker::new("api", config(3, 1)).unwrap();
+    let held = b.shared.machine.lock();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let other = b.clone();
+    std::thread::spawn(move || {
+        succeed(&other);
+        let _ = tx.send(());
+    });
+    let done = rx.recv_timeout(Duration::from_secs(10));
+    drop(held);
+    assert!(done.is_ok(), "a call through a clean closed breaker waited for the breaker's lock");
+    // A failure streak ends the fast path: the next success goes through the machine.
+    fail(&b);
+    assert_eq!(b.counters().consecutive_failures, 1);
+    succeed(&b);
+    assert_eq!(b.counters().consecutive_failures, 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn opens_after_consecutive_counted_failures() {
     let b = CircuitBreaker::new("api", config(3, 1)).unwrap();
