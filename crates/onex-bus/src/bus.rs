@@ -51,7 +51,7 @@ impl Default for BusConfig {
 pub(crate) struct BusCore {
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) config: BusConfig,
-    /// Looked up on every publish: a fast hash (topic names are not attacker-chosen keys here).
+    /// Looked up on every record publish: a fast hash (topic names are not attacker-chosen keys here).
     known_topics: RwLock<HashSet<String, foldhash::fast::RandomState>>,
 }
 
@@ -97,8 +97,9 @@ impl BusCore {
     }
 
     /// Sends to `topic` through the transport once the topic is known to exist (created when
-    /// allowed), and forgets a topic the transport reports missing. `send` runs only after the
-    /// check, so what it captures is not built for a publish that fails it.
+    /// allowed), and forgets a topic the transport reports missing. For a send that hands
+    /// over what it sends (a record publish), so it cannot be made again: `send` runs only
+    /// after the check, and what it captures is not built for a publish that fails it.
     pub(crate) async fn produce_with<'a, F>(&'a self, topic: &'a str, send: impl FnOnce(&'a dyn Transport) -> F) -> Result<Receipt>
     where
         F: std::future::Future<Output = Result<Receipt>>,
@@ -106,6 +107,25 @@ impl BusCore {
         self.ensure_topic(topic).await?;
         let result = send(&*self.transport).await;
         self.forget_if_missing(topic, result)
+    }
+
+    /// [`Self::produce_with`] for a send that can be made twice (a borrowed or shared
+    /// envelope, a record the caller keeps): the transport is asked first, and only a `NotFound` from it sends the topic
+    /// through [`Self::ensure_topic`] (created when allowed) before `send` runs again. A
+    /// publish to a topic that exists then makes no lookup here; the transport keeps its own.
+    pub(crate) async fn produce_repeatable<'a, F>(&'a self, topic: &'a str, send: impl Fn(&'a dyn Transport) -> F) -> Result<Receipt>
+    where
+        F: std::future::Future<Output = Result<Receipt>>,
+    {
+        match send(&*self.transport).await {
+            Err(e) if e.kind() == onex_core::ErrorKind::NotFound => {
+                // Never created, or deleted behind our back: look again.
+                self.known_topics.write().remove(topic);
+                self.ensure_topic(topic).await?;
+                send(&*self.transport).await
+            }
+            result => result,
+        }
     }
 
     /// A topic the transport says is missing was deleted behind our back: drop it from the
@@ -227,7 +247,7 @@ impl EventBus for TransportBus {
     }
 
     async fn publish_envelope(&self, env: &Envelope, topic: &str) -> Result<Receipt> {
-        self.core.produce_with(topic, |t| t.produce_envelope(topic, env)).await
+        self.core.produce_repeatable(topic, |t| t.produce_envelope(topic, env)).await
     }
 
     // Written out rather than as an `async fn`: the envelope goes into its `Arc` at once,
@@ -243,7 +263,7 @@ impl EventBus for TransportBus {
         Self: 'f,
     {
         let env = Arc::new(env);
-        Box::pin(self.core.produce_with(topic, move |t| t.produce_shared_envelope(topic, env)))
+        Box::pin(self.core.produce_repeatable(topic, move |t| t.produce_shared_envelope(topic, env.clone())))
     }
 
     async fn subscribe(&self, sub: Subscription) -> Result<SubscriptionId> {

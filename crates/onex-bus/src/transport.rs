@@ -192,8 +192,11 @@ pub trait Transport: Send + Sync + 'static {
     fn features(&self) -> TransportFeatures;
     /// Appends records to `topic`, returning once they are acknowledged (memory: appended;
     /// sqlite: committed; kafka: `acks=all`). Receipts are in input order. An unknown topic
-    /// is [`onex_core::Error::NotFound`]; an oversize record is [`onex_core::Error::TooLarge`]
-    /// and nothing of the batch is written.
+    /// is [`onex_core::Error::NotFound`], and so is a name that is not a valid topic name
+    /// (or it is refused as `Config`): a transport never creates a topic on produce, because
+    /// the bus sends envelopes before it checks the topic and creates one only on that
+    /// `NotFound`, when `auto_create_topics` allows. An oversize record is
+    /// [`onex_core::Error::TooLarge`] and nothing of the batch is written.
     async fn produce(&self, topic: &str, records: Vec<ProduceRecord>) -> Result<Vec<Receipt>>;
     /// Appends one record: [`Transport::produce`] of one, which a transport may do without
     /// the two vectors (every `publish` is one record).

@@ -159,9 +159,10 @@ async fn routes_and_carries_every_envelope_field() {
 #[tokio::test(start_paused = true)]
 async fn retries_then_succeeds_and_counts_retries() {
     let (t, bus) = setup();
+    let topic = unique_topic("retry");
+    bus.ensure_topic(&topic).await.unwrap(); // so that every produce call below is an attempt
     let publisher = BusPublisher::builder(bus).retry(quick_retry(3)).build().unwrap();
     t.fail_next.store(2, Ordering::SeqCst);
-    let topic = unique_topic("retry");
     let receipt = publisher.publish("x.v1", payload(1), PublishOptions { topic: Some(topic.clone()), ..Default::default() }).await.unwrap();
     assert_eq!(receipt.topic, topic);
     assert_eq!(t.produce_calls.load(Ordering::SeqCst), 3, "two failures, then the success");
@@ -251,8 +252,11 @@ async fn bad_input_is_refused_clearly() {
     assert!(err.to_string().contains("Orders Created"), "{err}");
     let err =
         publisher.publish("ok.v1", payload(1), PublishOptions { topic: Some("bad/topic".into()), ..Default::default() }).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
     assert!(err.to_string().contains("bad/topic"), "{err}");
-    assert_eq!(t.produce_calls.load(Ordering::SeqCst), 0);
+    // The transport was asked and did not know the topic; nothing was created or written.
+    let topics = t.inner.admin().list_topics().await.unwrap();
+    assert!(topics.is_empty(), "{topics:?}");
     assert_eq!(publisher.metrics().events_failed, 2);
     let err = BusPublisher::builder(bus.clone()).source("").build().unwrap_err();
     assert!(err.to_string().contains("source is empty"), "{err}");

@@ -89,7 +89,7 @@ pub(crate) async fn write_dlq(ctx: &SubscriptionContext, rec: &ConsumedRecord, f
     let record = encode_record(&env);
     let mut wait = Duration::from_millis(100);
     loop {
-        match ctx.core.produce_with(&dlq_topic, |t| t.produce_one(&dlq_topic, ProduceRecord::new(record.clone()))).await {
+        match ctx.core.produce_repeatable(&dlq_topic, |t| t.produce_one(&dlq_topic, ProduceRecord::new(record.clone()))).await {
             Ok(_) => return Outcome::Done,
             Err(e) => {
                 tracing::error!(dlq_topic = %dlq_topic, error = %e.report(), "DLQ write failed; retrying (the source offset stays uncommitted)");
