@@ -51,7 +51,8 @@ impl Default for BusConfig {
 pub(crate) struct BusCore {
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) config: BusConfig,
-    /// Looked up on every record publish: a fast hash (topic names are not attacker-chosen keys here).
+    /// Looked up before every record publish: a fast hash (topic names are not
+    /// attacker-chosen keys here).
     known_topics: RwLock<HashSet<String, foldhash::fast::RandomState>>,
 }
 
@@ -110,9 +111,10 @@ impl BusCore {
     }
 
     /// [`Self::produce_with`] for a send that can be made twice (a borrowed or shared
-    /// envelope, a record the caller keeps): the transport is asked first, and only a `NotFound` from it sends the topic
-    /// through [`Self::ensure_topic`] (created when allowed) before `send` runs again. A
-    /// publish to a topic that exists then makes no lookup here; the transport keeps its own.
+    /// envelope, a record the caller keeps): the transport is asked first, and only a
+    /// `NotFound` from it sends the topic through [`Self::ensure_topic`] (created when
+    /// allowed) before `send` runs again. A publish to a topic that exists then makes no
+    /// lookup here; the transport keeps its own.
     pub(crate) async fn produce_repeatable<'a, F>(&'a self, topic: &'a str, send: impl Fn(&'a dyn Transport) -> F) -> Result<Receipt>
     where
         F: std::future::Future<Output = Result<Receipt>>,
