@@ -122,7 +122,7 @@ impl BusCore {
         match send(&*self.transport).await {
             Err(e) if e.kind() == onex_core::ErrorKind::NotFound => {
                 // Never created, or deleted behind our back: look again.
-                self.known_topics.write().remove(topic);
+                self.forget(topic);
                 self.ensure_topic(topic).await?;
                 send(&*self.transport).await
             }
@@ -134,9 +134,14 @@ impl BusCore {
     /// cache so that the next publish looks again (and creates it, when allowed).
     fn forget_if_missing(&self, topic: &str, result: Result<Receipt>) -> Result<Receipt> {
         if result.as_ref().is_err_and(|e| e.kind() == onex_core::ErrorKind::NotFound) {
-            self.known_topics.write().remove(topic);
+            self.forget(topic);
         }
         result
+    }
+
+    /// Drops `topic` from the known-topic cache, so that [`Self::ensure_topic`] looks again.
+    fn forget(&self, topic: &str) {
+        self.known_topics.write().remove(topic);
     }
 }
 

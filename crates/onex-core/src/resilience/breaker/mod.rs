@@ -54,19 +54,13 @@ struct Shared {
     /// The generation while the breaker is closed with nothing to count (no failure streak,
     /// no rate window), else [`NOT_CLEAN`]. In that state admitting a call and recording its
     /// success change nothing, so both are a load of this word instead of two lock round
-    /// trips per call; every change of the machine updates it under the lock.
+    /// trips per call. Only a recorded outcome can make the machine clean or not, and each
+    /// one updates the word under the lock.
     clean: AtomicU64,
 }
 
 /// [`Shared::clean`] when calls must go through the machine.
 const NOT_CLEAN: u64 = u64::MAX;
-
-impl Shared {
-    /// Publishes whether the machine is clean, after a change made under its lock.
-    fn publish_clean(&self, machine: &Machine) {
-        self.clean.store(machine.clean_generation().unwrap_or(NOT_CLEAN), Ordering::Release);
-    }
-}
 
 /// Permission to make one call through a [`CircuitBreaker`]. Report the outcome with
 /// [`BreakerPermit::record`], [`BreakerPermit::success`] or [`BreakerPermit::failure`].
@@ -104,12 +98,7 @@ impl CircuitBreaker {
             let ticket = Ticket { generation, probe: false };
             return Ok(BreakerPermit { shared: Some(Arc::clone(&self.shared)), ticket });
         }
-        let (became_half_open, admission) = {
-            let mut machine = self.shared.machine.lock();
-            let admitted = machine.admit(Instant::now);
-            self.shared.publish_clean(&machine);
-            admitted
-        };
+        let (became_half_open, admission) = self.shared.machine.lock().admit(Instant::now);
         if became_half_open {
             tracing::info!(target_name = %self.shared.target, "circuit breaker half-open: letting probes through");
         }
@@ -192,7 +181,7 @@ impl BreakerPermit {
         let transition = {
             let mut machine = shared.machine.lock();
             let transition = machine.record(self.ticket, counted_failure, Instant::now);
-            shared.publish_clean(&machine);
+            shared.clean.store(machine.clean_generation().unwrap_or(NOT_CLEAN), Ordering::Release);
             transition
         };
         match transition {
