@@ -49,10 +49,11 @@ step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 
 step "build"
-cargo build --workspace --all-targets --all-features --release
+# Tests use the ci profile (release without LTO); the demo below is the LTO release build.
+cargo build --workspace --all-targets --all-features --profile ci
 
 step "tests"
-cargo test --workspace --all-features --release -- --test-threads=4 2>&1 | tee /tmp/onex-test.log
+cargo test --workspace --all-features --profile ci -- --test-threads=4 2>&1 | tee /tmp/onex-test.log
 # cargo test exits non-zero on failure (pipefail); the summary lines are read by CI.
 
 step "demo"
