@@ -119,15 +119,21 @@ impl BusCore {
     where
         F: std::future::Future<Output = Result<Receipt>>,
     {
-        match send(&*self.transport).await {
-            Err(e) if e.kind() == onex_core::ErrorKind::NotFound => {
-                // Never created, or deleted behind our back: look again.
-                self.forget(topic);
-                self.ensure_topic(topic).await?;
-                send(&*self.transport).await
+        {
+            let result = send(&*self.transport).await;
+            if !result.as_ref().is_err_and(|e| e.kind() == onex_core::ErrorKind::NotFound) {
+                return result;
             }
-            result => result,
         }
+        // Never created, or deleted behind our back: look again. Boxed, and the first result
+        // dropped before it: every publish future holds this one, and the rare path's state
+        // would make each of them larger.
+        Box::pin(async move {
+            self.forget(topic);
+            self.ensure_topic(topic).await?;
+            send(&*self.transport).await
+        })
+        .await
     }
 
     /// A topic the transport says is missing was deleted behind our back: drop it from the

@@ -238,15 +238,51 @@ impl BusPublisher {
             }
             attempts_started = Instant::now();
         }
+        // The first attempt runs here; only a failure goes through the retry executor (boxed:
+        // every publish future holds this one, and the executor's state and the error would
+        // make each of them hundreds of bytes larger).
+        let failed = match Self::attempt(inner, env, topic).await {
+            Ok(receipt) => {
+                inner.counters.record(true, 0, started.elapsed());
+                return Ok(receipt);
+            }
+            Err(e) => e,
+        };
+        Box::pin(self.retry_after(failed, env, topic, started, attempts_started)).await
+    }
+
+    /// One attempt through the breaker.
+    async fn attempt(inner: &Inner, env: &Envelope, topic: &str) -> Result<Receipt> {
+        let permit = inner.breaker.acquire()?;
+        let result = inner.bus.publish_envelope(env, topic).await;
+        permit.record(&result);
+        result
+    }
+
+    /// The retry executor, given the first attempt's failure: it decides whether and when to
+    /// try again exactly as if it had made that attempt itself.
+    async fn retry_after(
+        &self,
+        failed: Error,
+        env: &Envelope,
+        topic: &str,
+        started: Instant,
+        attempts_started: Instant,
+    ) -> Result<Receipt> {
+        let inner = &*self.inner;
+        let mut first = Some(failed);
         let outcome = inner
             .retry
             .run_since(
                 attempts_started,
-                |_| async {
-                    let permit = inner.breaker.acquire()?;
-                    let result = inner.bus.publish_envelope(env, topic).await;
-                    permit.record(&result);
-                    result
+                |_| {
+                    let first = first.take();
+                    async move {
+                        match first {
+                            Some(e) => Err(e),
+                            None => Self::attempt(inner, env, topic).await,
+                        }
+                    }
                 },
                 |e, _| e.is_retryable(),
             )
