@@ -255,8 +255,8 @@ pub async fn run(brokers: &str, messages: u64) -> Result<Vec<ScenarioReport>, Er
 
     // Each side has a producer of its own, made and warmed up (one record to its topic)
     // before any clock starts, and keeps it for both of its runs: a librdkafka producer's
-    // first few hundred thousand records go faster than the next (tansu, 2 cores: ~270k
-    // against ~225k msg/s), so a side given a new producer per run would never pay that.
+    // first few hundred thousand records go faster than the next (tansu, 2 cores: ~280k
+    // against ~230k msg/s), so a side given a new producer per run would never pay that.
     let direct = KafkaTransport::connect(config.clone()).await?;
     publisher.publish_envelope(&envs[0], Some(&ours_topic)).await?;
     direct.produce(&transport_topic, vec![ProduceRecord::new(records[0].clone())]).await?;
