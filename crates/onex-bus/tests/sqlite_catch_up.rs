@@ -123,6 +123,30 @@ mod read_ahead {
         c.close().await.expect("close");
     }
 
+    /// The lanes keep what they read until the engine is done with it (so that its memory is
+    /// freed where it was allocated): once the consumer has caught up, nothing stays kept.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn records_read_ahead_are_released_once_the_consumer_catches_up() {
+        let (_dir, t) = filled("released", 2, 500).await;
+        let mut c = t.consumer("g", "released", StartFrom::Earliest).await.expect("consumer");
+        assert_eq!(assigned(&mut c).await, vec![0, 1]);
+        let (mut next, mut bodies) = (BTreeMap::new(), Vec::new());
+        while next.get(&0).copied().unwrap_or(0) < 500 || next.get(&1).copied().unwrap_or(0) < 500 {
+            match c.poll(20, Duration::from_secs(1)).await.expect("poll") {
+                PollEvent::Records(rs) => {
+                    follow(&mut next, &rs);
+                    bodies.extend(rs.iter().map(|r| std::sync::Arc::downgrade(&r.record)));
+                }
+                other => panic!("records still waiting at {next:?}, got {other:?}"),
+            }
+        }
+        assert_eq!(bodies.len(), 1000);
+        assert!(matches!(c.poll(20, Duration::from_millis(100)).await.expect("poll"), PollEvent::Idle), "nothing beyond the end");
+        let held = bodies.iter().filter(|b| b.upgrade().is_some()).count();
+        assert_eq!(held, 0, "records still held after the consumer caught up and dropped them all");
+        c.close().await.expect("close");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_rebalance_mid_backlog_stops_the_revoked_partitions_at_once() {
         let (_dir, t) = filled("shared", 4, 500).await;
