@@ -282,15 +282,18 @@ fn chunks(mut records: Vec<ConsumedRecord>, size: usize) -> Vec<Vec<ConsumedReco
 mod tests {
     use super::*;
 
-    #[test]
-    fn chunks_keep_order_and_size() {
-        let rec = |offset| ConsumedRecord {
+    fn rec(offset: u64) -> ConsumedRecord {
+        ConsumedRecord {
             topic: Arc::from("t"),
             partition: 0,
             offset,
             timestamp: chrono::Utc::now(),
             record: Arc::new(onex_core::Record { key: None, value: bytes::Bytes::new(), headers: Default::default() }.into()),
-        };
+        }
+    }
+
+    #[test]
+    fn chunks_keep_order_and_size() {
         let sizes = |n: u64, size| {
             let out = chunks((0..n).map(rec).collect(), size);
             let offsets: Vec<u64> = out.iter().flatten().map(|r| r.offset).collect();
@@ -306,13 +309,6 @@ mod tests {
 
     #[test]
     fn a_lane_drops_what_it_kept_only_once_nothing_else_holds_it() {
-        let rec = |offset| ConsumedRecord {
-            topic: Arc::from("t"),
-            partition: 0,
-            offset,
-            timestamp: chrono::Utc::now(),
-            record: Arc::new(onex_core::Record { key: None, value: bytes::Bytes::new(), headers: Default::default() }.into()),
-        };
         let (handled, in_engine) = (rec(0), rec(1));
         let mut retired = Retired::default();
         retired.keep(&[handled.clone(), in_engine.clone()]);
