@@ -73,6 +73,8 @@ struct State {
     /// Next offset to read per partition (past what is queued).
     cursors: BTreeMap<u32, u64>,
     lanes: Vec<Lane>,
+    /// What each lane keeps (see [`Retired`]); a running lane has taken its own out.
+    retired: Vec<Retired>,
     error: Option<Error>,
 }
 
@@ -108,13 +110,11 @@ impl Retired {
 pub(crate) struct ReadAhead {
     state: Mutex<State>,
     ready: Notify,
-    /// Per lane; a running lane has taken its own out.
-    retired: Mutex<Vec<Retired>>,
 }
 
 impl ReadAhead {
     pub(crate) fn new() -> Arc<Self> {
-        Arc::new(ReadAhead { state: Mutex::new(State::default()), ready: Notify::new(), retired: Mutex::default() })
+        Arc::new(ReadAhead { state: Mutex::new(State::default()), ready: Notify::new() })
     }
 
     /// Drops what was read ahead and stops the lanes after their current read.
@@ -129,6 +129,7 @@ impl ReadAhead {
             let mut st = self.state.lock();
             st.clear();
             st.lanes = vec![Lane { running: false, behind: true }; spec.conns.len()];
+            st.retired = std::iter::repeat_with(Retired::default).take(spec.conns.len()).collect();
             st.cursors = positions.clone();
             st.spec = Some(Arc::new(spec));
         }
@@ -163,9 +164,8 @@ impl ReadAhead {
                     return Ok(Some(batches));
                 }
                 if !st.lanes.iter().any(|l| l.running || l.behind) {
-                    drop(st);
                     // Caught up: no lane reads again soon, so nothing it kept may wait for that.
-                    self.retired.lock().iter_mut().for_each(Retired::sweep);
+                    st.retired.iter_mut().for_each(Retired::sweep);
                     return Ok(None);
                 }
             }
@@ -197,24 +197,13 @@ impl ReadAhead {
                 continue;
             }
             st.lanes[lane].running = true;
-            let (me, spec, epoch) = (self.clone(), spec.clone(), st.epoch);
-            tokio::task::spawn_blocking(move || me.run_lane(lane, epoch, &spec, parts));
+            let (me, spec, epoch, retired) = (self.clone(), spec.clone(), st.epoch, std::mem::take(&mut st.retired[lane]));
+            tokio::task::spawn_blocking(move || me.run_lane(lane, epoch, &spec, parts, retired));
         }
     }
 
     /// Reads batches until the lane catches up, the queue is full or the epoch moves on.
-    fn run_lane(&self, lane: usize, epoch: u64, spec: &LaneSpec, mut parts: Vec<(u32, i64, u64)>) {
-        let mut retired = {
-            let mut all = self.retired.lock();
-            if all.len() <= lane {
-                all.resize_with(lane + 1, Retired::default);
-            }
-            std::mem::take(&mut all[lane])
-        };
-        // Put back while the state lock is held, before the lane shows as stopped: `next`
-        // sweeps once no lane runs, and must find everything kept.
-        // Appended, not stored: after a reset another run of this lane may have put its own.
-        let put_back = |retired: &mut Retired| self.retired.lock()[lane].0.append(&mut retired.0);
+    fn run_lane(&self, lane: usize, epoch: u64, spec: &LaneSpec, mut parts: Vec<(u32, i64, u64)>, mut retired: Retired) {
         let mut conn = spec.conns[lane].lock();
         loop {
             retired.sweep();
@@ -224,8 +213,7 @@ impl ReadAhead {
             }
             let mut st = self.state.lock();
             if st.epoch != epoch {
-                put_back(&mut retired);
-                return; // reset: the lane's state is gone, and so is what it read
+                return; // reset: the lane's state is gone, and so is what it read and kept
             }
             let go_on = match result {
                 Err(e) => {
@@ -253,7 +241,7 @@ impl ReadAhead {
                 }
             };
             if !go_on {
-                put_back(&mut retired);
+                st.retired[lane] = std::mem::take(&mut retired);
             }
             drop(st);
             self.ready.notify_one();
