@@ -81,7 +81,7 @@ impl KafkaAdmin {
         }
     }
 
-    fn cached_partition_count(&self, topic: &str) -> Option<u32> {
+    pub(crate) fn cached_partition_count(&self, topic: &str) -> Option<u32> {
         self.partition_counts.read().get(topic).copied()
     }
 

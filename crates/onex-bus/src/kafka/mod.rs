@@ -51,7 +51,8 @@ pub use self::config::{is_secret_key, KafkaConfig, Profile};
 pub use self::consumer::KafkaConsumer;
 use self::context::KafkaClientContext;
 use self::member::{MemberShared, MemberSpec};
-use crate::transport::{ProduceRecord, Transport, TransportConsumer, TransportFeatures};
+pub use self::produce::PendingDelivery;
+use crate::transport::{PendingReceipt, ProduceRecord, Transport, TransportConsumer, TransportFeatures};
 
 /// The librdkafka binding, re-exported for baselines and interop tests that need a plain client.
 pub use rdkafka;
@@ -255,8 +256,8 @@ impl Transport for KafkaTransport {
         self.produce_records(topic, records).await
     }
 
-    async fn produce_envelope(&self, topic: &str, env: &onex_core::Envelope) -> Result<Receipt> {
-        self.send_envelope(topic, env).await
+    fn produce_envelope<'a>(&'a self, topic: &'a str, env: &'a onex_core::Envelope) -> PendingReceipt<'a> {
+        self.envelope_pending(topic, env)
     }
 
     async fn produce_shared_envelope(&self, topic: &str, env: Arc<onex_core::Envelope>) -> Result<Receipt> {

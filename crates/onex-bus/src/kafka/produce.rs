@@ -4,19 +4,24 @@
 //! librdkafka's (which copies them anyway) and its payload and partition key are borrowed,
 //! so a publish clones, boxes and encodes nothing on the way.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use futures::channel::oneshot::Canceled;
 use futures::future::{BoxFuture, Either};
 use onex_core::envelope::{encoded_len, for_each_header};
 use onex_core::{Envelope, Error, Receipt, Result};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use super::context::KafkaClientContext;
 use super::{errors, KafkaTransport, ENQUEUE_TIMEOUT};
-use crate::transport::ProduceRecord;
+use crate::transport::{PendingReceipt, ProduceRecord};
 
 type Producer = FutureProducer<KafkaClientContext>;
 
@@ -52,17 +57,35 @@ impl KafkaTransport {
         Ok(receipts)
     }
 
-    /// [`crate::transport::Transport::produce_envelope`]: one envelope, from the borrow.
-    pub(super) async fn send_envelope(&self, topic: &str, env: &Envelope) -> Result<Receipt> {
-        let partitions = self.admin.partition_count(topic).await?; // also checks the name
-        self.check(topic, encoded_len(env), None, partitions)?;
+    /// [`crate::transport::Transport::produce_envelope`]: one envelope, from the borrow. When
+    /// the topic's partition count is known and librdkafka takes the record at once (the
+    /// usual case), what is left to wait for is its delivery report, kept unboxed.
+    pub(super) fn envelope_pending<'a>(&'a self, topic: &'a str, env: &'a Envelope) -> PendingReceipt<'a> {
+        let Some(partitions) = self.admin.cached_partition_count(topic) else {
+            return PendingReceipt::Boxed(Box::pin(self.send_envelope(topic, env)));
+        };
+        if let Err(e) = self.check(topic, encoded_len(env), None, partitions) {
+            return PendingReceipt::Boxed(Box::pin(std::future::ready(Err(e))));
+        }
         let producer = self.producer.read().clone();
         let mut rec = FutureRecord::to(topic).payload(&env.payload[..]).headers(envelope_headers(env));
         if let Some(k) = &env.partition_key {
             rec = rec.key(k.as_bytes());
         }
-        let delivery = self.enqueue(&producer, topic, rec).await?;
-        self.settle(&producer, topic, delivery).await
+        match producer.send_result(rec) {
+            Ok(delivery) => PendingReceipt::Kafka(PendingDelivery { transport: self, topic, producer, delivery }),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => PendingReceipt::Boxed(Box::pin(async move {
+                let delivery = self.enqueue_when_room(&producer, topic, back).await?;
+                self.settle(&producer, topic, delivery).await
+            })),
+            Err((e, _)) => PendingReceipt::Boxed(Box::pin(std::future::ready(Err(self.produce_error(e, topic))))),
+        }
+    }
+
+    /// [`Self::envelope_pending`] of a topic whose partition count is not cached yet.
+    pub(super) async fn send_envelope(&self, topic: &str, env: &Envelope) -> Result<Receipt> {
+        self.admin.partition_count(topic).await?; // also checks the name
+        self.envelope_pending(topic, env).await
     }
 
     /// Size and explicit partition of a record about to be sent; nothing is sent on failure.
@@ -127,7 +150,12 @@ impl KafkaTransport {
 
     /// Waits for the broker's acknowledgement of one record.
     async fn settle(&self, producer: &Producer, topic: &str, delivery: DeliveryFuture) -> Result<Receipt> {
-        match delivery.await {
+        self.settled(producer, topic, delivery.await)
+    }
+
+    /// The receipt, or the error, of a delivery report.
+    fn settled(&self, producer: &Producer, topic: &str, report: std::result::Result<OwnedDeliveryResult, Canceled>) -> Result<Receipt> {
+        match report {
             Ok(Ok(d)) => Ok(receipt(topic, d.partition, d.offset, d.timestamp)),
             Ok(Err((e, _))) => {
                 self.replace_broken_producer(producer, &e);
@@ -139,6 +167,30 @@ impl KafkaTransport {
             }
             Err(_) => Err(Error::shutdown(format!("publishing to {topic:?}: the producer was closed before the broker answered"))),
         }
+    }
+}
+
+/// A record librdkafka has taken ([`PendingReceipt::Kafka`]): resolves with its delivery report.
+pub struct PendingDelivery<'a> {
+    transport: &'a KafkaTransport,
+    topic: &'a str,
+    producer: Producer,
+    delivery: DeliveryFuture,
+}
+
+impl std::fmt::Debug for PendingDelivery<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingDelivery").field("topic", &self.topic).finish()
+    }
+}
+
+impl Future for PendingDelivery<'_> {
+    type Output = Result<Receipt>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Receipt>> {
+        let this = &mut *self;
+        let report = ready!(Pin::new(&mut this.delivery).poll(cx));
+        Poll::Ready(this.transport.settled(&this.producer, this.topic, report))
     }
 }
 
