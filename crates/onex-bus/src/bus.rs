@@ -246,6 +246,11 @@ impl TransportBus {
     pub async fn ensure_topic(&self, topic: &str) -> Result<()> {
         self.core.ensure_topic(topic).await
     }
+
+    /// [`EventBus::publish_envelope`] without the trait's box: the publisher calls this.
+    pub(crate) async fn send_envelope(&self, env: &Envelope, topic: &str) -> Result<Receipt> {
+        self.core.produce_repeatable(topic, |t| t.produce_envelope(topic, env)).await
+    }
 }
 
 #[async_trait]
@@ -260,7 +265,7 @@ impl EventBus for TransportBus {
     }
 
     async fn publish_envelope(&self, env: &Envelope, topic: &str) -> Result<Receipt> {
-        self.core.produce_repeatable(topic, |t| t.produce_envelope(topic, env)).await
+        self.send_envelope(env, topic).await
     }
 
     // Written out rather than as an `async fn`: the envelope goes into its `Arc` at once,
@@ -347,5 +352,9 @@ impl EventBus for TransportBus {
 
     fn backend(&self) -> &str {
         self.core.transport.backend()
+    }
+
+    fn as_any(&self) -> Option<&(dyn std::any::Any + Send + Sync)> {
+        Some(self)
     }
 }

@@ -323,14 +323,71 @@ async fn publish_envelope_goes_through_the_same_path() {
 async fn a_publish_in_flight_holds_no_retry_or_topic_lookup_state() {
     // A pipelining caller keeps thousands of these futures until the broker answers. The
     // retry executor, a failed attempt's error and the topic lookup of a missing topic belong
-    // in boxes of their own, made only when needed: inline, they made the publisher's future
-    // 408 bytes and the bus's 288. The bounds leave room for compiler changes, not for those.
+    // in boxes of their own, made only when needed: inline, they made the bus's future 288
+    // bytes, and the publisher's 408 when it still held the bus's future in a box. It now
+    // holds that future in place (448 bytes with it; the bus's own is 224 with the transport's
+    // pending receipt in place), one allocation fewer per publish. The bounds leave room for
+    // compiler changes, not for the slow paths.
     let (_t, bus) = setup();
     let publisher = BusPublisher::new(bus.clone()).unwrap();
     let env = Envelope::new("size.v1", &1).unwrap();
     let size = std::mem::size_of_val(&publisher.publish_envelope(&env, Some("sized")));
-    assert!(size <= 320, "a publisher's publish future is {size} bytes");
+    assert!(size <= 480, "a publisher's publish future is {size} bytes");
     let fut = bus.publish_envelope(&env, "sized");
     let size = std::mem::size_of_val(&*fut);
-    assert!(size <= 200, "a bus's publish future is {size} bytes");
+    assert!(size <= 240, "a bus's publish future is {size} bytes");
+}
+
+/// A bus the publisher knows only through the trait (another crate's `EventBus`, say):
+/// every call goes to the `TransportBus` inside, and envelope publishes are counted.
+struct ThroughTheTrait {
+    inner: Arc<TransportBus>,
+    envelopes: AtomicU32,
+}
+
+#[async_trait]
+impl EventBus for ThroughTheTrait {
+    async fn publish(&self, msg: onex_core::EventMessage) -> Result<Receipt> {
+        self.inner.publish(msg).await
+    }
+    async fn publish_envelope(&self, env: &Envelope, topic: &str) -> Result<Receipt> {
+        self.envelopes.fetch_add(1, Ordering::SeqCst);
+        self.inner.publish_envelope(env, topic).await
+    }
+    async fn subscribe(&self, sub: onex_core::Subscription) -> Result<onex_core::SubscriptionId> {
+        self.inner.subscribe(sub).await
+    }
+    async fn unsubscribe(&self, id: onex_core::SubscriptionId) -> Result<()> {
+        self.inner.unsubscribe(id).await
+    }
+    async fn start_consuming(&self, timeout: Option<Duration>) -> Result<()> {
+        self.inner.start_consuming(timeout).await
+    }
+    async fn stop_consuming(&self, timeout: Duration) -> Result<()> {
+        self.inner.stop_consuming(timeout).await
+    }
+    async fn health_check(&self) -> Result<HealthStatus> {
+        self.inner.health_check().await
+    }
+    fn admin(&self) -> &dyn TopicAdmin {
+        self.inner.admin()
+    }
+    fn backend(&self) -> &str {
+        self.inner.backend()
+    }
+}
+
+#[tokio::test]
+async fn a_bus_known_only_through_the_trait_gets_every_publish_through_it() {
+    // Over a `TransportBus` the publisher skips the trait's boxed call; any other bus must
+    // still see every attempt, retries included.
+    let (t, inner) = setup();
+    let bus = Arc::new(ThroughTheTrait { inner: inner.clone(), envelopes: AtomicU32::new(0) });
+    let publisher = BusPublisher::builder(bus.clone()).retry(quick_retry(2)).build().unwrap();
+    t.fail_next.store(1, Ordering::SeqCst);
+    let env = Envelope::new("trait.created.v1", &1).unwrap();
+    let r = publisher.publish_envelope(&env, None).await.unwrap();
+    assert_eq!(bus.envelopes.load(Ordering::SeqCst), 2, "the failed attempt and the retry");
+    assert_eq!(inner.admin().describe_topic(&r.topic).await.unwrap().retained(), 1);
+    assert_eq!(publisher.metrics().events_published, 1);
 }

@@ -352,6 +352,12 @@ pub trait EventBus: Send + Sync {
     fn admin(&self) -> &dyn TopicAdmin;
     /// The backend name (`memory`, `sqlite`, `kafka`, `redpanda`).
     fn backend(&self) -> &str;
+    /// The bus itself, for a caller that can use its concrete type: the publisher over
+    /// `onex_bus::TransportBus` publishes through it without boxing each publish. `None`
+    /// (the default) keeps every caller on the methods above.
+    fn as_any(&self) -> Option<&(dyn std::any::Any + Send + Sync)> {
+        None
+    }
 }
 
 #[cfg(test)]

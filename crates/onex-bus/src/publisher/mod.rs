@@ -44,6 +44,7 @@ use tokio::time::Instant;
 
 use self::metrics::Counters;
 pub use self::router::TopicRouter;
+use crate::TransportBus;
 
 /// Builds a [`BusPublisher`]; every setting has a default.
 pub struct BusPublisherBuilder {
@@ -251,10 +252,14 @@ impl BusPublisher {
         Box::pin(self.retry_after(failed, env, topic, started, attempts_started)).await
     }
 
-    /// One attempt through the breaker.
+    /// One attempt through the breaker. Over a [`TransportBus`] the publish is made in place,
+    /// not boxed by the trait: a pipelining caller keeps thousands of these in flight.
     async fn attempt(inner: &Inner, env: &Envelope, topic: &str) -> Result<Receipt> {
         let permit = inner.breaker.acquire()?;
-        let result = inner.bus.publish_envelope(env, topic).await;
+        let result = match inner.bus.as_any().and_then(|bus| bus.downcast_ref::<TransportBus>()) {
+            Some(bus) => bus.send_envelope(env, topic).await,
+            None => inner.bus.publish_envelope(env, topic).await,
+        };
         permit.record(&result);
         result
     }
