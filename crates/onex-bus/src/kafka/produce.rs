@@ -72,13 +72,15 @@ impl KafkaTransport {
         if let Some(k) = &env.partition_key {
             rec = rec.key(k.as_bytes());
         }
-        match producer.send_result(rec) {
-            Ok(delivery) => PendingReceipt::Kafka(PendingDelivery { transport: self, topic, producer, delivery }),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => PendingReceipt::Boxed(Box::pin(async move {
-                let delivery = self.enqueue_when_room(&producer, topic, back).await?;
+        match self.enqueue(&producer, topic, rec) {
+            Either::Left(sent) => match sent.into_inner() {
+                Ok(delivery) => PendingReceipt::Kafka(PendingDelivery { transport: self, topic, producer, delivery }),
+                Err(e) => PendingReceipt::Boxed(Box::pin(std::future::ready(Err(e)))),
+            },
+            Either::Right(when_room) => PendingReceipt::Boxed(Box::pin(async move {
+                let delivery = when_room.await?;
                 self.settle(&producer, topic, delivery).await
             })),
-            Err((e, _)) => PendingReceipt::Boxed(Box::pin(std::future::ready(Err(self.produce_error(e, topic))))),
         }
     }
 
@@ -113,23 +115,25 @@ impl KafkaTransport {
     /// a future (boxed). Every produce future holds what this returns until its delivery
     /// report, so the record and the wait's timer would otherwise make each of them ~300
     /// bytes larger, and ten thousand of them in flight are that much more memory to touch.
+    /// The wait holds a producer of its own (an `Arc` clone, made only then), so the caller
+    /// may move its producer on while the wait runs.
     fn enqueue<'a>(
         &'a self,
-        producer: &'a Producer,
+        producer: &Producer,
         topic: &'a str,
         rec: FutureRecord<'a, [u8], [u8]>,
     ) -> Either<std::future::Ready<Result<DeliveryFuture>>, BoxFuture<'a, Result<DeliveryFuture>>> {
         match producer.send_result(rec) {
             Ok(delivery) => Either::Left(std::future::ready(Ok(delivery))),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                Either::Right(Box::pin(self.enqueue_when_room(producer, topic, back)))
+                Either::Right(Box::pin(self.enqueue_when_room(producer.clone(), topic, back)))
             }
             Err((e, _)) => Either::Left(std::future::ready(Err(self.produce_error(e, topic)))),
         }
     }
 
     /// The slow path of [`Self::enqueue`]: retries every 2 ms while in-flight records drain.
-    async fn enqueue_when_room(&self, producer: &Producer, topic: &str, mut rec: FutureRecord<'_, [u8], [u8]>) -> Result<DeliveryFuture> {
+    async fn enqueue_when_room(&self, producer: Producer, topic: &str, mut rec: FutureRecord<'_, [u8], [u8]>) -> Result<DeliveryFuture> {
         let started = Instant::now();
         loop {
             tokio::time::sleep(Duration::from_millis(2)).await;
