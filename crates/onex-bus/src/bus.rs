@@ -14,7 +14,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 
 use crate::engine::{RunningSubscription, SubscriptionStats};
-use crate::transport::{ProduceRecord, Transport};
+use crate::transport::{PendingReceipt, ProduceRecord, Transport};
 
 /// Bus settings shared by every backend.
 #[derive(Clone)]
@@ -115,31 +115,42 @@ impl BusCore {
     /// `NotFound` from it sends the topic through [`Self::ensure_topic`] (created when
     /// allowed) before `send` runs again. A publish to a topic that exists then makes no
     /// lookup here; the transport keeps its own.
-    pub(crate) async fn produce_repeatable<'a, F>(&'a self, topic: &'a str, send: impl Fn(&'a dyn Transport) -> F) -> Result<Receipt>
+    pub(crate) async fn produce_repeatable<'a, F>(&'a self, topic: &'a str, send: impl Fn(&'a dyn Transport) -> F + 'a) -> Result<Receipt>
     where
         F: std::future::Future<Output = Result<Receipt>>,
     {
         {
             let result = send(&*self.transport).await;
-            if !result.as_ref().is_err_and(|e| e.kind() == onex_core::ErrorKind::NotFound) {
+            if !is_missing_topic(&result) {
                 return result;
             }
         }
-        // Never created, or deleted behind our back: look again. Boxed, and the first result
-        // dropped before it: every publish future holds this one, and the rare path's state
-        // would make each of them larger.
+        // The first result is dropped before the resend: every publish future holds this one.
+        self.resend_to_missing(topic, send).await
+    }
+
+    /// The rest of [`Self::produce_repeatable`] after the transport said `topic` is missing
+    /// (never created, or deleted behind our back): look again, then send again. Boxed: the
+    /// rare path's state would make every publish future that holds this one larger.
+    pub(crate) fn resend_to_missing<'a, F>(
+        &'a self,
+        topic: &'a str,
+        send: impl Fn(&'a dyn Transport) -> F + 'a,
+    ) -> std::pin::Pin<Box<impl std::future::Future<Output = Result<Receipt>> + 'a>>
+    where
+        F: std::future::Future<Output = Result<Receipt>>,
+    {
         Box::pin(async move {
             self.forget(topic);
             self.ensure_topic(topic).await?;
             send(&*self.transport).await
         })
-        .await
     }
 
     /// A topic the transport says is missing was deleted behind our back: drop it from the
     /// cache so that the next publish looks again (and creates it, when allowed).
     fn forget_if_missing(&self, topic: &str, result: Result<Receipt>) -> Result<Receipt> {
-        if result.as_ref().is_err_and(|e| e.kind() == onex_core::ErrorKind::NotFound) {
+        if is_missing_topic(&result) {
             self.forget(topic);
         }
         result
@@ -149,6 +160,11 @@ impl BusCore {
     fn forget(&self, topic: &str) {
         self.known_topics.write().remove(topic);
     }
+}
+
+/// A transport's answer that the topic does not exist.
+pub(crate) fn is_missing_topic(result: &Result<Receipt>) -> bool {
+    result.as_ref().is_err_and(|e| e.kind() == onex_core::ErrorKind::NotFound)
 }
 
 struct Registered {
@@ -247,9 +263,20 @@ impl TransportBus {
         self.core.ensure_topic(topic).await
     }
 
-    /// [`EventBus::publish_envelope`] without the trait's box: the publisher calls this.
-    pub(crate) async fn send_envelope(&self, env: &Envelope, topic: &str) -> Result<Receipt> {
-        self.core.produce_repeatable(topic, |t| t.produce_envelope(topic, env)).await
+    /// The first try of [`EventBus::publish_envelope`], unboxed: the transport's pending
+    /// receipt, which the publisher holds in place. A `NotFound` from it goes to
+    /// [`Self::resend_envelope`].
+    pub(crate) fn try_envelope<'a>(&'a self, env: &'a Envelope, topic: &'a str) -> PendingReceipt<'a> {
+        self.core.transport.produce_envelope(topic, env)
+    }
+
+    /// [`EventBus::publish_envelope`] after its first try found the topic missing.
+    pub(crate) fn resend_envelope<'a>(
+        &'a self,
+        env: &'a Envelope,
+        topic: &'a str,
+    ) -> impl std::future::Future<Output = Result<Receipt>> + 'a {
+        self.core.resend_to_missing(topic, move |t| t.produce_envelope(topic, env))
     }
 }
 
@@ -265,7 +292,7 @@ impl EventBus for TransportBus {
     }
 
     async fn publish_envelope(&self, env: &Envelope, topic: &str) -> Result<Receipt> {
-        self.send_envelope(env, topic).await
+        self.core.produce_repeatable(topic, |t| t.produce_envelope(topic, env)).await
     }
 
     // Written out rather than as an `async fn`: the envelope goes into its `Arc` at once,

@@ -29,6 +29,7 @@
 
 mod envelope;
 mod metrics;
+mod pending;
 mod router;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -43,8 +44,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use self::metrics::Counters;
+pub use self::pending::PendingPublish;
 pub use self::router::TopicRouter;
-use crate::TransportBus;
 
 /// Builds a [`BusPublisher`]; every setting has a default.
 pub struct BusPublisherBuilder {
@@ -214,90 +215,21 @@ impl BusPublisher {
 
     /// Publishes an envelope the caller built, to `topic` (or the routed topic of its event
     /// type), with the same validation, retries, breaker and metrics as [`EventPublisher::publish`].
-    pub async fn publish_envelope(&self, env: &Envelope, topic: Option<&str>) -> Result<Receipt> {
+    pub fn publish_envelope<'a>(&'a self, env: &'a Envelope, topic: Option<&'a str>) -> PendingPublish<'a> {
         let inner = &*self.inner;
-        let _guard = InFlight::enter(inner).inspect_err(|_| inner.counters.record(false, 0, Duration::ZERO))?;
+        let guard = match InFlight::enter(inner) {
+            Ok(guard) => guard,
+            Err(e) => {
+                inner.counters.record(false, 0, Duration::ZERO);
+                return PendingPublish::refused(e);
+            }
+        };
         let started = Instant::now();
         let topic = match topic {
             Some(t) => std::borrow::Cow::Borrowed(t),
             None => inner.router.route(&env.event_type),
         };
-        self.send(env, &topic, started).await
-    }
-
-    /// Validates, sends under the retry executor and the breaker, and counts the publish; its
-    /// time runs from `started` (without a validator the clock is read once more, at the end).
-    async fn send(&self, env: &Envelope, topic: &str, started: Instant) -> Result<Receipt> {
-        let inner = &*self.inner;
-        // Retries get their whole `max_elapsed` after validation, which may take a while.
-        let mut attempts_started = started;
-        if let Some(validator) = &inner.validator {
-            if let Err(e) = validator.validate_payload(topic, &env.payload).await {
-                tracing::debug!(topic, event_type = %env.event_type, error = %e.report(), "payload refused before publishing");
-                inner.counters.record(false, 0, started.elapsed());
-                return Err(e);
-            }
-            attempts_started = Instant::now();
-        }
-        // The first attempt runs here; only a failure goes through the retry executor (boxed:
-        // every publish future holds this one, and the executor's state and the error would
-        // make each of them hundreds of bytes larger).
-        let failed = match Self::attempt(inner, env, topic).await {
-            Ok(receipt) => {
-                inner.counters.record(true, 0, started.elapsed());
-                return Ok(receipt);
-            }
-            Err(e) => e,
-        };
-        Box::pin(self.retry_after(failed, env, topic, started, attempts_started)).await
-    }
-
-    /// One attempt through the breaker. Over a [`TransportBus`] the publish is made in place,
-    /// not boxed by the trait: a pipelining caller keeps thousands of these in flight.
-    async fn attempt(inner: &Inner, env: &Envelope, topic: &str) -> Result<Receipt> {
-        let permit = inner.breaker.acquire()?;
-        let result = match inner.bus.as_any().and_then(|bus| bus.downcast_ref::<TransportBus>()) {
-            Some(bus) => bus.send_envelope(env, topic).await,
-            None => inner.bus.publish_envelope(env, topic).await,
-        };
-        permit.record(&result);
-        result
-    }
-
-    /// The retry executor, given the first attempt's failure: it decides whether and when to
-    /// try again exactly as if it had made that attempt itself.
-    async fn retry_after(
-        &self,
-        failed: Error,
-        env: &Envelope,
-        topic: &str,
-        started: Instant,
-        attempts_started: Instant,
-    ) -> Result<Receipt> {
-        let inner = &*self.inner;
-        let mut first = Some(failed);
-        let outcome = inner
-            .retry
-            .run_since(
-                attempts_started,
-                |_| {
-                    let first = first.take();
-                    async move {
-                        match first {
-                            Some(e) => Err(e),
-                            None => Self::attempt(inner, env, topic).await,
-                        }
-                    }
-                },
-                |e, _| e.is_retryable(),
-            )
-            .await;
-        if let Err(e) = &outcome.result {
-            tracing::warn!(topic, event_type = %env.event_type, correlation_id = %env.correlation_id, attempts = outcome.stats.attempts, error = %e.report(), "publish failed");
-        }
-        let elapsed = outcome.stats.elapsed + (attempts_started - started);
-        inner.counters.record(outcome.result.is_ok(), outcome.stats.retries, elapsed);
-        outcome.result
+        PendingPublish::new(guard, env, topic, started)
     }
 }
 
@@ -305,7 +237,7 @@ impl BusPublisher {
 impl EventPublisher for BusPublisher {
     async fn publish(&self, event_type: &str, payload: Bytes, opts: PublishOptions) -> Result<Receipt> {
         let inner = &*self.inner;
-        let _guard = InFlight::enter(inner).inspect_err(|_| inner.counters.record(false, 0, Duration::ZERO))?;
+        let guard = InFlight::enter(inner).inspect_err(|_| inner.counters.record(false, 0, Duration::ZERO))?;
         let started = Instant::now();
         let PublishOptions { correlation_id, causation_id, metadata, topic, partition_key, source } = opts;
         let parts = envelope::EnvelopeParts {
@@ -326,7 +258,7 @@ impl EventPublisher for BusPublisher {
             Some(t) => std::borrow::Cow::Borrowed(t.as_str()),
             None => inner.router.route(event_type),
         };
-        self.send(&env, &topic, started).await
+        PendingPublish::new(guard, &env, topic, started).await
     }
 
     async fn close(&self, timeout: Duration) -> Result<()> {
