@@ -3,8 +3,8 @@
 //! `consumer_config`), 256-byte JSON payloads, 4 partitions, 64 keys:
 //!
 //! - `bus-kafka/produce`: [`BusPublisher::publish_envelope`] (encode, retry executor, breaker,
-//!   metrics, transport) with up to 10,000 publishes in flight, against a raw
-//!   `FutureProducer` with up to 10,000 records in flight (the same key, value and headers,
+//!   metrics, transport) with up to 10,000 publishes in flight, against the faster raw
+//!   producer (below) with up to 10,000 records in flight (the same key, value and headers,
 //!   headers built inside the timed loop as any raw writer must).
 //! - `bus-kafka/produce-transport`: the transport alone (`KafkaTransport::produce` of the
 //!   same prebuilt records, one per call, ≤10,000 in flight) against the same raw run, to
@@ -14,24 +14,33 @@
 //!   async commits every 100 ms. Timed from the first record to the last, so the group join
 //!   is not measured on either side.
 //!
-//! The raw producer is `FutureProducer` (what the transport uses); its per-record cost is a
-//! oneshot channel, which the 10,000-deep pipeline hides. The records are sent in 4 rounds of
-//! one slice each, and in each round every produce side sends its slice twice in mirrored
-//! order (raw, transport, ours, ours, transport, raw): the broker slows as it fills and has
-//! slow spells, and a few long runs in a fixed order hand the advantage to whoever runs at
-//! the right time. Each side
+//! The raw baseline is the faster of two raw producers, each measured in the run: a
+//! `FutureProducer` (what the transport uses: a oneshot channel per record) and a
+//! `ThreadedProducer` (a `BaseProducer` with librdkafka's polling thread) whose delivery
+//! callback only counts, with the sending thread sleeping while 10,000 are in flight. The
+//! second has no per-record future at all, and on tansu it is the faster (decisions.md,
+//! "Twenty-second session"); both numbers are in the produce reports' `params`.
+//!
+//! The records are sent in 4 rounds of one slice each, and in each round every produce side
+//! sends its slice twice in mirrored order (raw, threaded raw, transport, ours, ours,
+//! transport, threaded raw, raw): the broker slows as it fills and has slow spells, and a few
+//! long runs in a fixed order hand the advantage to whoever runs at the right time. Each side
 //! keeps one producer of its own for both runs (ours and the transport a `KafkaTransport`
 //! each), because a new librdkafka producer is faster than one that has worked a while.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
 use onex_bus::kafka::rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use onex_bus::kafka::rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use onex_bus::kafka::rdkafka::message::{Header, OwnedHeaders};
-use onex_bus::kafka::rdkafka::producer::{FutureProducer, FutureRecord};
-use onex_bus::kafka::rdkafka::{Message, Offset, TopicPartitionList};
+use onex_bus::kafka::rdkafka::producer::{
+    BaseRecord, DeliveryResult, FutureProducer, FutureRecord, Producer, ProducerContext, ThreadedProducer,
+};
+use onex_bus::kafka::rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use onex_bus::kafka::{KafkaConfig, KafkaTransport};
 use onex_bus::publisher::BusPublisher;
 use onex_bus::transport::{ProduceRecord, Transport};
@@ -122,6 +131,87 @@ async fn raw_producer(config: &KafkaConfig, topic: &str) -> Result<FutureProduce
     let warm = FutureRecord::<[u8], [u8]>::to(topic).payload(&b"warm-up"[..]);
     check_delivery(Ok(producer.send(warm, Duration::from_secs(30)).await.map(|_| ())))?;
     Ok(producer)
+}
+
+/// The threaded raw producer's context: delivery reports are counted, nothing more.
+#[derive(Default)]
+struct CountDeliveries {
+    delivered: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl ClientContext for CountDeliveries {}
+
+impl ProducerContext for CountDeliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, report: &DeliveryResult<'_>, _: ()) {
+        match report {
+            Ok(_) => self.delivered.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.failed.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
+type CountingProducer = ThreadedProducer<CountDeliveries>;
+
+/// The threaded raw producer, warmed up with one record to `topic`.
+async fn threaded_producer(config: &KafkaConfig, topic: &str) -> Result<Arc<CountingProducer>, Error> {
+    let producer: CountingProducer = config
+        .producer_config()
+        .create_with_context(CountDeliveries::default())
+        .map_err(|e| Error::config(format!("raw threaded producer: {e}")))?;
+    let producer = Arc::new(producer);
+    let warm = Record { key: None, value: Bytes::from_static(b"warm-up"), headers: Default::default() };
+    produce_threaded(&producer, &[warm], topic, &mut Tally::default()).await?;
+    Ok(producer)
+}
+
+/// Sends on a blocking thread, sleeping while 10,000 records are in flight or the queue is
+/// full; done when every delivery report of the run has been counted.
+async fn produce_threaded(producer: &Arc<CountingProducer>, records: &[Record], topic: &str, tally: &mut Tally) -> Result<(), Error> {
+    let (producer, records, topic) = (producer.clone(), records.to_vec(), topic.to_string());
+    let count = records.len();
+    let elapsed = tokio::task::spawn_blocking(move || {
+        let ctx = producer.context();
+        let reported = || ctx.delivered.load(Ordering::Relaxed) + ctx.failed.load(Ordering::Relaxed);
+        let (failed_before, reported_before) = (ctx.failed.load(Ordering::Relaxed), reported());
+        let pause = Duration::from_micros(200);
+        let started = Instant::now();
+        let mut sent = 0u64;
+        for r in &records {
+            while sent - (reported() - reported_before) >= IN_FLIGHT as u64 {
+                std::thread::sleep(pause);
+            }
+            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+            for (k, v) in r.headers.iter() {
+                headers = headers.insert(Header { key: k, value: Some(&v[..]) });
+            }
+            let mut rec = BaseRecord::<[u8], [u8]>::to(&topic).payload(&r.value[..]).headers(headers);
+            if let Some(k) = &r.key {
+                rec = rec.key(&k[..]);
+            }
+            while let Err((e, back)) = producer.send(rec) {
+                if !matches!(e, KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) {
+                    return Err(Error::unavailable(format!("raw threaded produce failed: {e}")));
+                }
+                rec = back;
+                std::thread::sleep(pause);
+            }
+            sent += 1;
+        }
+        while reported() - reported_before < sent {
+            std::thread::sleep(pause);
+        }
+        match ctx.failed.load(Ordering::Relaxed) - failed_before {
+            0 => Ok(started.elapsed()),
+            n => Err(Error::unavailable(format!("raw threaded producer: {n} records failed"))),
+        }
+    })
+    .await
+    .map_err(|e| Error::shutdown(format!("raw threaded producer task failed: {e}")))??;
+    tally.add(count, elapsed);
+    Ok(())
 }
 
 async fn produce_raw(producer: &FutureProducer, records: &[Record], topic: &str, tally: &mut Tally) -> Result<(), Error> {
@@ -265,6 +355,9 @@ pub async fn run(brokers: &str, messages: u64) -> Result<Vec<ScenarioReport>, Er
     publisher.publish_envelope(&envs[0], Some(&ours_topic)).await?;
     direct.produce(&transport_topic, vec![ProduceRecord::new(records[0].clone())]).await?;
     let raw_producer = raw_producer(&config, &raw_topic).await?;
+    let threaded_topic = fresh_topic("threaded");
+    transport.admin().create_topic(TopicSpec::new(threaded_topic.as_str(), PARTITIONS)).await?;
+    let threaded = threaded_producer(&config, &threaded_topic).await?;
     // The broker slows down as it stores more, so whoever runs first wins. Each side runs
     // twice per round in mirrored order (raw, transport, ours, ours, transport, raw) and its
     // runs are added up: a steady drift then costs every side the same.
@@ -272,17 +365,29 @@ pub async fn run(brokers: &str, messages: u64) -> Result<Vec<ScenarioReport>, Er
     // slow spell of the broker then lands on every side alike instead of on whoever runs
     // during it.
     let (mut raw, mut by_transport, mut ours) = (Tally::default(), Tally::default(), Tally::default());
+    let mut raw_threaded = Tally::default();
     let slice = envs.len().div_ceil(ROUNDS).max(1);
     for (envs, records) in envs.chunks(slice).zip(records.chunks(slice)) {
         produce_raw(&raw_producer, records, &raw_topic, &mut raw).await?;
+        produce_threaded(&threaded, records, &threaded_topic, &mut raw_threaded).await?;
         produce_transport(&direct, records, &transport_topic, &mut by_transport).await?;
         produce_ours(&publisher, envs, &ours_topic, &mut ours).await?;
         produce_ours(&publisher, envs, &ours_topic, &mut ours).await?;
         produce_transport(&direct, records, &transport_topic, &mut by_transport).await?;
+        produce_threaded(&threaded, records, &threaded_topic, &mut raw_threaded).await?;
         produce_raw(&raw_producer, records, &raw_topic, &mut raw).await?;
     }
-    drop((raw_producer, direct));
-    let raw = raw.side("raw rdkafka FutureProducer, same settings, ≤10,000 in flight (one producer, 2 runs per round, mirrored order)");
+    drop((raw_producer, threaded, direct));
+    let future_raw =
+        raw.side("raw rdkafka FutureProducer, same settings, ≤10,000 in flight (one producer, 2 runs per round, mirrored order)");
+    let threaded_raw = raw_threaded.side(
+        "raw rdkafka ThreadedProducer, same settings, delivery reports counted, ≤10,000 in flight (one producer, 2 runs per round, mirrored order)",
+    );
+    let mut params = params;
+    params["raw_future_producer_msg_s"] = serde_json::json!(future_raw.throughput);
+    params["raw_threaded_producer_msg_s"] = serde_json::json!(threaded_raw.throughput);
+    // The baseline is whichever raw producer was faster in this run.
+    let raw = if threaded_raw.throughput > future_raw.throughput { threaded_raw } else { future_raw };
     let ours =
         ours.side("BusPublisher::publish_envelope → KafkaTransport, ≤10,000 in flight (one producer, 2 runs per round, mirrored order)");
     let by_transport = by_transport.side(
@@ -296,7 +401,7 @@ pub async fn run(brokers: &str, messages: u64) -> Result<Vec<ScenarioReport>, Er
     let ours = consume_ours(&bus, &ours_topic, 2 * messages + 1).await?;
     let consume = ScenarioReport::new("bus-kafka/consume", ours, raw, CONSUME_TARGET, params);
 
-    for t in [&ours_topic, &raw_topic, &transport_topic] {
+    for t in [&ours_topic, &raw_topic, &transport_topic, &threaded_topic] {
         let _ = transport.admin().delete_topic(t).await;
     }
     Ok(vec![produce, produce_transport, consume])
