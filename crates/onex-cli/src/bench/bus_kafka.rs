@@ -133,6 +133,15 @@ async fn raw_producer(config: &KafkaConfig, topic: &str) -> Result<FutureProduce
     Ok(producer)
 }
 
+/// A record's headers as a raw writer hands them to librdkafka (inside the timed loop).
+fn raw_headers(r: &Record) -> OwnedHeaders {
+    let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+    for (k, v) in r.headers.iter() {
+        headers = headers.insert(Header { key: k, value: Some(&v[..]) });
+    }
+    headers
+}
+
 /// The threaded raw producer's context: delivery reports are counted, nothing more.
 #[derive(Default)]
 struct CountDeliveries {
@@ -183,11 +192,7 @@ async fn produce_threaded(producer: &Arc<CountingProducer>, records: &[Record], 
             while sent - (reported() - reported_before) >= IN_FLIGHT as u64 {
                 std::thread::sleep(pause);
             }
-            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-            for (k, v) in r.headers.iter() {
-                headers = headers.insert(Header { key: k, value: Some(&v[..]) });
-            }
-            let mut rec = BaseRecord::<[u8], [u8]>::to(&topic).payload(&r.value[..]).headers(headers);
+            let mut rec = BaseRecord::<[u8], [u8]>::to(&topic).payload(&r.value[..]).headers(raw_headers(r));
             if let Some(k) = &r.key {
                 rec = rec.key(&k[..]);
             }
@@ -224,11 +229,7 @@ async fn produce_raw(producer: &FutureProducer, records: &[Record], topic: &str,
             check_delivery(d)?;
             lat.record(t0.elapsed());
         }
-        let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-        for (k, v) in r.headers.iter() {
-            headers = headers.insert(Header { key: k, value: Some(&v[..]) });
-        }
-        let mut rec = FutureRecord::to(topic).payload(&r.value[..]).headers(headers);
+        let mut rec = FutureRecord::to(topic).payload(&r.value[..]).headers(raw_headers(r));
         if let Some(k) = &r.key {
             rec = rec.key(&k[..]);
         }
