@@ -320,6 +320,22 @@ async fn publish_envelope_goes_through_the_same_path() {
 }
 
 #[tokio::test]
+async fn a_publish_does_nothing_until_polled() {
+    // Like any future: made and not yet awaited, it sends nothing and holds nothing, so
+    // `close` does not wait for it; awaited after `close`, it is refused.
+    let (t, bus) = setup();
+    let publisher = BusPublisher::new(bus).unwrap();
+    let env = Envelope::new("lazy.created.v1", &1).unwrap();
+    let publish = publisher.publish_envelope(&env, None);
+    publisher.close(Duration::from_millis(100)).await.expect("nothing in flight");
+    assert_eq!(t.produce_calls.load(Ordering::SeqCst), 0);
+    let err = publish.await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Shutdown, "{err}");
+    assert_eq!(t.produce_calls.load(Ordering::SeqCst), 0);
+    assert_eq!(publisher.metrics().events_failed, 1);
+}
+
+#[tokio::test]
 async fn a_topic_missing_at_first_is_created_and_sent_to_in_the_same_attempt() {
     let (t, bus) = setup();
     let publisher = BusPublisher::builder(bus.clone()).retry(quick_retry(2)).build().unwrap();

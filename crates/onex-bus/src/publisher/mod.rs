@@ -216,20 +216,7 @@ impl BusPublisher {
     /// Publishes an envelope the caller built, to `topic` (or the routed topic of its event
     /// type), with the same validation, retries, breaker and metrics as [`EventPublisher::publish`].
     pub fn publish_envelope<'a>(&'a self, env: &'a Envelope, topic: Option<&'a str>) -> PendingPublish<'a> {
-        let inner = &*self.inner;
-        let guard = match InFlight::enter(inner) {
-            Ok(guard) => guard,
-            Err(e) => {
-                inner.counters.record(false, 0, Duration::ZERO);
-                return PendingPublish::refused(e);
-            }
-        };
-        let started = Instant::now();
-        let topic = match topic {
-            Some(t) => std::borrow::Cow::Borrowed(t),
-            None => inner.router.route(&env.event_type),
-        };
-        PendingPublish::new(guard, env, topic, started)
+        PendingPublish::start(&self.inner, env, topic)
     }
 }
 

@@ -31,6 +31,12 @@ pub struct PendingPublish<'a> {
 }
 
 enum State<'a> {
+    /// Not polled yet: nothing has happened, as with any future.
+    Start {
+        inner: &'a Inner,
+        env: &'a Envelope,
+        topic: Option<&'a str>,
+    },
     /// The first attempt, its receipt pending in place.
     First {
         guard: InFlight<'a>,
@@ -46,6 +52,7 @@ enum State<'a> {
 impl std::fmt::Debug for PendingPublish<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = match &self.state {
+            State::Start { .. } => "not polled",
             State::First { .. } => "first attempt",
             State::Boxed(_) => "boxed",
             State::Done => "done",
@@ -55,9 +62,28 @@ impl std::fmt::Debug for PendingPublish<'_> {
 }
 
 impl<'a> PendingPublish<'a> {
-    /// Refused before anything was tried (the publisher is closed).
-    pub(super) fn refused(e: Error) -> Self {
-        Self { state: State::Boxed(Box::pin(std::future::ready(Err(e)))) }
+    /// A publish of `env` to `topic` (or its event type's routed topic) that starts when
+    /// first polled.
+    pub(super) fn start(inner: &'a Inner, env: &'a Envelope, topic: Option<&'a str>) -> Self {
+        Self { state: State::Start { inner, env, topic } }
+    }
+
+    /// What [`Self::start`] does on the first poll: counts the publish in flight (or refuses
+    /// it, when the publisher is closed), starts its clock and routes it.
+    fn begin(inner: &'a Inner, env: &'a Envelope, topic: Option<&'a str>) -> Self {
+        let guard = match InFlight::enter(inner) {
+            Ok(guard) => guard,
+            Err(e) => {
+                inner.counters.record(false, 0, std::time::Duration::ZERO);
+                return Self { state: State::Boxed(Box::pin(std::future::ready(Err(e)))) };
+            }
+        };
+        let started = Instant::now();
+        let topic = match topic {
+            Some(t) => Cow::Borrowed(t),
+            None => inner.router.route(&env.event_type),
+        };
+        Self::new(guard, env, topic, started)
     }
 
     /// Validates when the publisher has a validator, then sends: the first attempt in place,
@@ -97,6 +123,7 @@ impl Future for PendingPublish<'_> {
         let this = self.get_mut();
         loop {
             match &mut this.state {
+                State::Start { inner, env, topic } => *this = Self::begin(inner, env, *topic),
                 State::First { attempt, .. } => {
                     let result = ready!(Pin::new(attempt).poll(cx));
                     let State::First { guard, started, attempts_started, attempt } = std::mem::replace(&mut this.state, State::Done) else {
