@@ -197,6 +197,13 @@ pub enum PendingReceipt<'a> {
     Kafka(crate::kafka::PendingDelivery<'a>),
 }
 
+impl PendingReceipt<'_> {
+    /// A send that failed before anything went out.
+    pub fn failed(e: onex_core::Error) -> Self {
+        Self::Boxed(Box::pin(std::future::ready(Err(e))))
+    }
+}
+
 impl std::fmt::Debug for PendingReceipt<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -65,7 +65,7 @@ impl KafkaTransport {
             return PendingReceipt::Boxed(Box::pin(self.send_envelope(topic, env)));
         };
         if let Err(e) = self.check(topic, encoded_len(env), None, partitions) {
-            return PendingReceipt::Boxed(Box::pin(std::future::ready(Err(e))));
+            return PendingReceipt::failed(e);
         }
         let producer = self.producer.read().clone();
         let mut rec = FutureRecord::to(topic).payload(&env.payload[..]).headers(envelope_headers(env));
@@ -75,7 +75,7 @@ impl KafkaTransport {
         match self.enqueue(&producer, topic, rec) {
             Either::Left(sent) => match sent.into_inner() {
                 Ok(delivery) => PendingReceipt::Kafka(PendingDelivery { transport: self, topic, producer, delivery }),
-                Err(e) => PendingReceipt::Boxed(Box::pin(std::future::ready(Err(e)))),
+                Err(e) => PendingReceipt::failed(e),
             },
             Either::Right(when_room) => PendingReceipt::Boxed(Box::pin(async move {
                 let delivery = when_room.await?;

@@ -203,7 +203,7 @@ impl<'a> Attempt<'a> {
         let permit = match inner.breaker.acquire() {
             Ok(permit) => permit,
             Err(e) => {
-                let pending = PendingReceipt::Boxed(Box::pin(std::future::ready(Err(e))));
+                let pending = PendingReceipt::failed(e);
                 return Self { permit: None, missing_topic: None, env, topic, pending };
             }
         };
