@@ -53,6 +53,9 @@ pub(crate) fn from_code(code: RDKafkaErrorCode, what: &str, brokers: &str) -> Er
         C::IllegalGeneration | C::UnknownMemberId | C::AssignmentLost | C::FencedInstanceId | C::StaleMemberEpoch => {
             Error::unavailable(format!("{what}: this consumer is no longer in the group's current generation ({code}); the group rebalances and the records are redelivered"))
         }
+        C::PurgeQueue | C::PurgeInflight => Error::unavailable(format!(
+            "{what}: the producer was closed or replaced before the broker acknowledged the record ({code}); it was not acknowledged: publish it again"
+        )),
         C::Fatal | C::ProducerFenced | C::InvalidProducerEpoch | C::OutOfOrderSequenceNumber | C::UnknownProducerId => Error::unavailable(format!(
             "{what}: the idempotent producer lost its broker session ({code}), typically after delivery timeouts; the record was not acknowledged: publish it again (the transport starts a new producer)"
         )),
@@ -106,6 +109,7 @@ mod tests {
         assert_eq!(from_code(RDKafkaErrorCode::NotLeaderForPartition, "x", b).kind(), ErrorKind::Unavailable);
         assert_eq!(from_code(RDKafkaErrorCode::SaslAuthenticationFailed, "x", b).kind(), ErrorKind::Authentication);
         assert_eq!(from_code(RDKafkaErrorCode::InvalidConfig, "x", b).kind(), ErrorKind::Config);
+        assert_eq!(from_code(RDKafkaErrorCode::PurgeInflight, "x", b).kind(), ErrorKind::Unavailable, "a purged record is published again");
         let exists = from_code(RDKafkaErrorCode::TopicAlreadyExists, "x", b);
         assert_eq!(exists.context().unwrap()["exists"], "true");
     }

@@ -29,6 +29,7 @@ mod admin;
 mod config;
 mod consumer;
 mod context;
+mod delivery;
 mod errors;
 mod member;
 mod produce;
@@ -43,7 +44,7 @@ use parking_lot::Mutex;
 use rdkafka::admin::AdminClient;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::FutureProducer;
+use rdkafka::producer::{Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
 pub use self::admin::KafkaAdmin;
@@ -62,12 +63,20 @@ const REVOKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a produce waits for room in a full local producer queue.
 const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The producer records go to, and how many times it has been replaced.
+struct CurrentProducer {
+    generation: u64,
+    /// librdkafka's polling thread serves delivery reports into each record's
+    /// [`delivery::DeliverySlot`].
+    producer: ThreadedProducer<KafkaClientContext>,
+}
+
 /// The Kafka / Redpanda transport. Cheap to share behind an `Arc`.
 pub struct KafkaTransport {
     config: KafkaConfig,
     /// Replaced when librdkafka reports a fatal producer error (e.g. fenced after delivery
     /// timeouts), so one bad episode does not leave the transport unable to publish.
-    producer: parking_lot::RwLock<FutureProducer<KafkaClientContext>>,
+    producer: parking_lot::RwLock<CurrentProducer>,
     admin: KafkaAdmin,
     offset_readers: Mutex<HashMap<String, Arc<BaseConsumer<KafkaClientContext>>>>,
     members: Mutex<Vec<Weak<MemberShared>>>,
@@ -96,7 +105,7 @@ impl KafkaTransport {
     pub async fn connect(config: KafkaConfig) -> Result<Arc<Self>> {
         let ctx = KafkaClientContext::default();
         let what = format!("creating the Kafka producer for {}", config.brokers);
-        let producer: FutureProducer<KafkaClientContext> =
+        let producer: ThreadedProducer<KafkaClientContext> =
             config.producer_config().create_with_context(ctx.clone()).map_err(|e| errors::from_kafka(e, &what, &config.brokers))?;
         let admin_client: AdminClient<KafkaClientContext> =
             config.producer_config().create_with_context(ctx.clone()).map_err(|e| errors::from_kafka(e, &what, &config.brokers))?;
@@ -122,7 +131,7 @@ impl KafkaTransport {
         let admin = KafkaAdmin { timeout: config.request_timeout, ..admin };
         Ok(Arc::new(KafkaTransport {
             config,
-            producer: parking_lot::RwLock::new(producer),
+            producer: parking_lot::RwLock::new(CurrentProducer { generation: 0, producer }),
             admin,
             offset_readers: Mutex::new(HashMap::new()),
             members: Mutex::new(Vec::new()),
@@ -211,9 +220,9 @@ impl KafkaTransport {
 
     /// After a fatal error, or when the broker fenced the idempotent producer's session (as
     /// tansu does after delivery timeouts), the producer refuses every further record: start
-    /// afresh with a new producer id.
-    fn replace_broken_producer(&self, failed: &FutureProducer<KafkaClientContext>, error: &KafkaError) {
-        use rdkafka::producer::Producer;
+    /// afresh with a new producer id. `generation` is the producer that reported `error`; a
+    /// later one is left alone.
+    fn replace_broken_producer(&self, generation: u64, error: &KafkaError) {
         let fenced = matches!(
             error.rdkafka_error_code(),
             Some(
@@ -223,22 +232,46 @@ impl KafkaTransport {
                     | RDKafkaErrorCode::Fatal
             )
         );
-        let (code, reason) = match failed.client().fatal_error() {
+        let fatal = {
+            let current = self.producer.read();
+            if current.generation != generation {
+                return; // already replaced
+            }
+            current.producer.client().fatal_error()
+        };
+        let (code, reason) = match fatal {
             Some(fatal) => fatal,
             None if fenced => (error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fatal), error.to_string()),
             None => return,
         };
         let mut current = self.producer.write();
-        if !std::ptr::eq(current.client().native_ptr(), failed.client().native_ptr()) {
-            return; // another caller already replaced it
+        if current.generation != generation {
+            return; // another caller replaced it meanwhile
         }
-        match self.config.producer_config().create_with_context::<_, FutureProducer<KafkaClientContext>>(KafkaClientContext::default()) {
+        match self.config.producer_config().create_with_context::<_, ThreadedProducer<KafkaClientContext>>(KafkaClientContext::default()) {
             Ok(fresh) => {
                 tracing::warn!(code = ?code, reason = %onex_core::sanitize::sanitize(&reason), "the Kafka producer hit a fatal error; replaced it with a new one");
-                *current = fresh;
+                let broken = std::mem::replace(&mut current.producer, fresh);
+                current.generation += 1;
+                drop(current);
+                retire(broken, self.config.request_timeout);
             }
             Err(e) => tracing::error!(error = %e, "the Kafka producer hit a fatal error and a new one could not be created"),
         }
+    }
+}
+
+/// Lets a replaced producer's records in flight get their reports (dropping it purges what
+/// is left, reported as failed), off the async threads: the flush and the polling thread's
+/// join block.
+fn retire(producer: ThreadedProducer<KafkaClientContext>, timeout: Duration) {
+    let finish = move || {
+        let _ = producer.flush(timeout);
+        drop(producer);
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => drop(rt.spawn_blocking(finish)),
+        Err(_) => finish(),
     }
 }
 
@@ -318,10 +351,10 @@ impl Transport for KafkaTransport {
     }
 
     async fn close(&self) -> Result<()> {
-        let producer = self.producer.read().clone();
+        let producer = self.producer.read().producer.clone();
         let timeout = self.config.request_timeout;
         let brokers = self.config.brokers.clone();
-        tokio::task::spawn_blocking(move || rdkafka::producer::Producer::flush(&producer, timeout))
+        tokio::task::spawn_blocking(move || producer.flush(timeout))
             .await
             .map_err(|e| Error::shutdown(format!("flush task failed: {e}")))?
             .map_err(|e| errors::from_kafka(e, "flushing the Kafka producer on close", &brokers))

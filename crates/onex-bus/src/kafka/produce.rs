@@ -6,24 +6,23 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use futures::channel::oneshot::Canceled;
-use futures::future::{BoxFuture, Either};
 use onex_core::envelope::{encoded_len, for_each_header};
 use onex_core::{Envelope, Error, Receipt, Result};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::future_producer::OwnedDeliveryResult;
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::BaseRecord;
 
-use super::context::KafkaClientContext;
+use super::delivery::{DeliverySlot, Report};
 use super::{errors, KafkaTransport, ENQUEUE_TIMEOUT};
 use crate::transport::{PendingReceipt, ProduceRecord};
 
-type Producer = FutureProducer<KafkaClientContext>;
+/// A record on its way into librdkafka, carrying the ticket its delivery report comes back on.
+type Record<'a> = BaseRecord<'a, [u8], [u8], Arc<DeliverySlot>>;
 
 impl KafkaTransport {
     /// [`crate::transport::Transport::produce`]: enqueues the whole batch, then awaits every
@@ -33,10 +32,10 @@ impl KafkaTransport {
         for r in &records {
             self.check(topic, r.record.byte_len(), r.partition, partitions)?;
         }
-        let producer = self.producer.read().clone();
         let mut deliveries = Vec::with_capacity(records.len());
         for r in &records {
-            let mut rec = FutureRecord::to(topic).payload(&r.record.value[..]);
+            let slot = DeliverySlot::new();
+            let mut rec = BaseRecord::with_opaque_to(topic, slot.clone()).payload(&r.record.value[..]);
             if let Some(k) = &r.key {
                 rec = rec.key(&k[..]);
             }
@@ -46,13 +45,17 @@ impl KafkaTransport {
             if let Some(hs) = record_headers(&r.record.headers) {
                 rec = rec.headers(hs);
             }
-            deliveries.push(self.enqueue(&producer, topic, rec).await?);
+            let generation = match self.try_send(rec) {
+                Ok(generation) => generation,
+                Err((e, back)) => self.send_when_room(topic, e, back).await?,
+            };
+            deliveries.push(PendingDelivery { transport: self, topic, generation, slot });
         }
         // Deliveries complete in order per partition; awaiting them one after another costs
         // no more wall time than joining them, without join_all's allocations.
         let mut receipts = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
-            receipts.push(self.settle(&producer, topic, delivery).await?);
+            receipts.push(delivery.await?);
         }
         Ok(receipts)
     }
@@ -67,19 +70,17 @@ impl KafkaTransport {
         if let Err(e) = self.check(topic, encoded_len(env), None, partitions) {
             return PendingReceipt::failed(e);
         }
-        let producer = self.producer.read().clone();
-        let mut rec = FutureRecord::to(topic).payload(&env.payload[..]).headers(envelope_headers(env));
+        let slot = DeliverySlot::new();
+        let mut rec = BaseRecord::with_opaque_to(topic, slot.clone()).payload(&env.payload[..]).headers(envelope_headers(env));
         if let Some(k) = &env.partition_key {
             rec = rec.key(k.as_bytes());
         }
-        match self.enqueue(&producer, topic, rec) {
-            Either::Left(sent) => match sent.into_inner() {
-                Ok(delivery) => PendingReceipt::Kafka(PendingDelivery { transport: self, topic, producer, delivery }),
-                Err(e) => PendingReceipt::failed(e),
-            },
-            Either::Right(when_room) => PendingReceipt::Boxed(Box::pin(async move {
-                let delivery = when_room.await?;
-                self.settle(&producer, topic, delivery).await
+        match self.try_send(rec) {
+            Ok(generation) => PendingReceipt::Kafka(PendingDelivery { transport: self, topic, generation, slot }),
+            // Only a full queue makes a future of its own (boxed), so the usual one stays small.
+            Err((e, back)) => PendingReceipt::Boxed(Box::pin(async move {
+                let generation = self.send_when_room(topic, e, back).await?;
+                PendingDelivery { transport: self, topic, generation, slot }.await
             })),
         }
     }
@@ -108,41 +109,26 @@ impl KafkaTransport {
         }
     }
 
-    /// Hands one record to librdkafka, waiting (at most [`ENQUEUE_TIMEOUT`]) while its local
-    /// queue is full.
-    ///
-    /// Not an `async fn`: the record goes to librdkafka at once, and only a full queue makes
-    /// a future (boxed). Every produce future holds what this returns until its delivery
-    /// report, so the record and the wait's timer would otherwise make each of them ~300
-    /// bytes larger, and ten thousand of them in flight are that much more memory to touch.
-    /// The wait holds a producer of its own (an `Arc` clone, made only then), so the caller
-    /// may move its producer on while the wait runs.
-    fn enqueue<'a>(
-        &'a self,
-        producer: &Producer,
-        topic: &'a str,
-        rec: FutureRecord<'a, [u8], [u8]>,
-    ) -> Either<std::future::Ready<Result<DeliveryFuture>>, BoxFuture<'a, Result<DeliveryFuture>>> {
-        match producer.send_result(rec) {
-            Ok(delivery) => Either::Left(std::future::ready(Ok(delivery))),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                Either::Right(Box::pin(self.enqueue_when_room(producer.clone(), topic, back)))
-            }
-            Err((e, _)) => Either::Left(std::future::ready(Err(self.produce_error(e, topic)))),
-        }
+    /// Hands one record to the current producer: the producer's generation, or the refusal
+    /// with the record back.
+    fn try_send<'a>(&self, rec: Record<'a>) -> std::result::Result<u64, (KafkaError, Record<'a>)> {
+        let current = self.producer.read();
+        current.producer.send(rec).map(|()| current.generation)
     }
 
-    /// The slow path of [`Self::enqueue`]: retries every 2 ms while in-flight records drain.
-    async fn enqueue_when_room(&self, producer: Producer, topic: &str, mut rec: FutureRecord<'_, [u8], [u8]>) -> Result<DeliveryFuture> {
+    /// After [`Self::try_send`] was refused with `refusal`: a full local queue is retried
+    /// every 2 ms while in-flight records drain, for at most [`ENQUEUE_TIMEOUT`]; any other
+    /// refusal is the error.
+    async fn send_when_room(&self, topic: &str, mut refusal: KafkaError, mut rec: Record<'_>) -> Result<u64> {
         let started = Instant::now();
         loop {
+            if !matches!(refusal, KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) || started.elapsed() >= ENQUEUE_TIMEOUT {
+                return Err(self.produce_error(refusal, topic));
+            }
             tokio::time::sleep(Duration::from_millis(2)).await;
-            match producer.send_result(rec) {
-                Ok(delivery) => return Ok(delivery),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) if started.elapsed() < ENQUEUE_TIMEOUT => {
-                    rec = back;
-                }
-                Err((e, _)) => return Err(self.produce_error(e, topic)),
+            match self.try_send(rec) {
+                Ok(generation) => return Ok(generation),
+                Err((e, back)) => (refusal, rec) = (e, back),
             }
         }
     }
@@ -152,24 +138,18 @@ impl KafkaTransport {
         errors::from_kafka(e, &format!("publishing to {topic:?}"), &self.config.brokers).with("topic", topic)
     }
 
-    /// Waits for the broker's acknowledgement of one record.
-    async fn settle(&self, producer: &Producer, topic: &str, delivery: DeliveryFuture) -> Result<Receipt> {
-        self.settled(producer, topic, delivery.await)
-    }
-
-    /// The receipt, or the error, of a delivery report.
-    fn settled(&self, producer: &Producer, topic: &str, report: std::result::Result<OwnedDeliveryResult, Canceled>) -> Result<Receipt> {
+    /// The receipt, or the error, of a delivery report from the producer of `generation`.
+    fn settled(&self, generation: u64, topic: &str, report: Report) -> Result<Receipt> {
         match report {
-            Ok(Ok(d)) => Ok(receipt(topic, d.partition, d.offset, d.timestamp)),
-            Ok(Err((e, _))) => {
-                self.replace_broken_producer(producer, &e);
+            Report::Delivered { partition, offset, timestamp_ms } => Ok(receipt(topic, partition, offset, timestamp_ms)),
+            Report::Failed(e) => {
+                self.replace_broken_producer(generation, &e);
                 let err = self.produce_error(e, topic);
                 if err.kind() == onex_core::ErrorKind::NotFound {
                     self.admin.forget(topic);
                 }
                 Err(err)
             }
-            Err(_) => Err(Error::shutdown(format!("publishing to {topic:?}: the producer was closed before the broker answered"))),
         }
     }
 }
@@ -178,8 +158,9 @@ impl KafkaTransport {
 pub struct PendingDelivery<'a> {
     transport: &'a KafkaTransport,
     topic: &'a str,
-    producer: Producer,
-    delivery: DeliveryFuture,
+    /// Which producer took the record, so a fatal report replaces that one and no later one.
+    generation: u64,
+    slot: Arc<DeliverySlot>,
 }
 
 impl std::fmt::Debug for PendingDelivery<'_> {
@@ -191,10 +172,9 @@ impl std::fmt::Debug for PendingDelivery<'_> {
 impl Future for PendingDelivery<'_> {
     type Output = Result<Receipt>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Receipt>> {
-        let this = &mut *self;
-        let report = ready!(Pin::new(&mut this.delivery).poll(cx));
-        Poll::Ready(this.transport.settled(&this.producer, this.topic, report))
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Receipt>> {
+        let report = ready!(self.slot.poll_report(cx));
+        Poll::Ready(self.transport.settled(self.generation, self.topic, report))
     }
 }
 
@@ -218,7 +198,7 @@ fn record_headers(headers: &onex_core::Headers) -> Option<OwnedHeaders> {
     Some(hs)
 }
 
-fn receipt(topic: &str, partition: i32, offset: i64, ts: rdkafka::Timestamp) -> Receipt {
-    let timestamp = ts.to_millis().and_then(DateTime::<Utc>::from_timestamp_millis).unwrap_or_else(Utc::now);
+fn receipt(topic: &str, partition: i32, offset: i64, timestamp_ms: Option<i64>) -> Receipt {
+    let timestamp = timestamp_ms.and_then(DateTime::<Utc>::from_timestamp_millis).unwrap_or_else(Utc::now);
     Receipt { topic: topic.to_string(), partition: partition.max(0) as u32, offset: offset.max(0) as u64, timestamp }
 }
