@@ -21,7 +21,7 @@ use super::delivery::{DeliverySlot, Report};
 use super::{errors, KafkaTransport, ENQUEUE_TIMEOUT};
 use crate::transport::{PendingReceipt, ProduceRecord};
 
-/// A record on its way into librdkafka, carrying the ticket its delivery report comes back on.
+/// A record on its way into librdkafka, carrying the slot its delivery report is written to.
 type Record<'a> = BaseRecord<'a, [u8], [u8], Arc<DeliverySlot>>;
 
 impl KafkaTransport {
@@ -77,7 +77,8 @@ impl KafkaTransport {
         }
         match self.try_send(rec) {
             Ok(generation) => PendingReceipt::Kafka(PendingDelivery { transport: self, topic, generation, slot }),
-            // Only a full queue makes a future of its own (boxed), so the usual one stays small.
+            // Only a refused send (a full queue, or an error) makes a future of its own,
+            // boxed, so the usual one stays small.
             Err((e, back)) => PendingReceipt::Boxed(Box::pin(async move {
                 let generation = self.send_when_room(topic, e, back).await?;
                 PendingDelivery { transport: self, topic, generation, slot }.await
@@ -111,6 +112,7 @@ impl KafkaTransport {
 
     /// Hands one record to the current producer: the producer's generation, or the refusal
     /// with the record back.
+    #[allow(clippy::result_large_err)] // rdkafka's `send`: the refused record comes back to be retried
     fn try_send<'a>(&self, rec: Record<'a>) -> std::result::Result<u64, (KafkaError, Record<'a>)> {
         let current = self.producer.read();
         current.producer.send(rec).map(|()| current.generation)
