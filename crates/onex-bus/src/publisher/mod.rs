@@ -169,15 +169,27 @@ impl std::fmt::Debug for BusPublisher {
 struct InFlight<'a>(&'a Inner);
 
 impl<'a> InFlight<'a> {
+    /// Counts a publish in, or refuses it (counted as failed) when the publisher is closed.
     fn enter(inner: &'a Inner) -> Result<Self> {
         // Count first, then check: `close` sets `closed` before it reads the count, so either
         // it sees this publish or this publish sees `closed`.
         inner.in_flight.fetch_add(1, Ordering::SeqCst);
         let guard = InFlight(inner);
         if inner.closed.load(Ordering::SeqCst) {
+            inner.counters.record(false, 0, Duration::ZERO);
             return Err(Error::shutdown("the publisher is closed; create a new one to publish again"));
         }
         Ok(guard)
+    }
+}
+
+impl Inner {
+    /// `topic` when the caller named one, else the routed topic of `event_type`.
+    fn topic_for<'a>(&'a self, topic: Option<&'a str>, event_type: &'a str) -> std::borrow::Cow<'a, str> {
+        match topic {
+            Some(t) => std::borrow::Cow::Borrowed(t),
+            None => self.router.route(event_type),
+        }
     }
 }
 
@@ -224,7 +236,7 @@ impl BusPublisher {
 impl EventPublisher for BusPublisher {
     async fn publish(&self, event_type: &str, payload: Bytes, opts: PublishOptions) -> Result<Receipt> {
         let inner = &*self.inner;
-        let guard = InFlight::enter(inner).inspect_err(|_| inner.counters.record(false, 0, Duration::ZERO))?;
+        let guard = InFlight::enter(inner)?;
         let started = Instant::now();
         let PublishOptions { correlation_id, causation_id, metadata, topic, partition_key, source } = opts;
         let parts = envelope::EnvelopeParts {
@@ -241,11 +253,7 @@ impl EventPublisher for BusPublisher {
                 return Err(e);
             }
         };
-        let topic = match &topic {
-            Some(t) => std::borrow::Cow::Borrowed(t.as_str()),
-            None => inner.router.route(event_type),
-        };
-        PendingPublish::new(guard, &env, topic, started).await
+        PendingPublish::new(guard, &env, inner.topic_for(topic.as_deref(), event_type), started).await
     }
 
     async fn close(&self, timeout: Duration) -> Result<()> {

@@ -73,17 +73,10 @@ impl<'a> PendingPublish<'a> {
     fn begin(inner: &'a Inner, env: &'a Envelope, topic: Option<&'a str>) -> Self {
         let guard = match InFlight::enter(inner) {
             Ok(guard) => guard,
-            Err(e) => {
-                inner.counters.record(false, 0, std::time::Duration::ZERO);
-                return Self { state: State::Boxed(Box::pin(std::future::ready(Err(e)))) };
-            }
+            Err(e) => return Self { state: State::Boxed(Box::pin(std::future::ready(Err(e)))) },
         };
         let started = Instant::now();
-        let topic = match topic {
-            Some(t) => Cow::Borrowed(t),
-            None => inner.router.route(&env.event_type),
-        };
-        Self::new(guard, env, topic, started)
+        Self::new(guard, env, inner.topic_for(topic, &env.event_type), started)
     }
 
     /// Validates when the publisher has a validator, then sends: the first attempt in place,
