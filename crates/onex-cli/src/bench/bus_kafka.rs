@@ -15,9 +15,10 @@
 //!   is not measured on either side.
 //!
 //! The raw baseline is the faster of two raw producers, each measured in the run: a
-//! `FutureProducer` (what the transport uses: a oneshot channel per record) and a
-//! `ThreadedProducer` (a `BaseProducer` with librdkafka's polling thread) whose delivery
-//! callback only counts, with the sending thread sleeping while 10,000 are in flight. The
+//! `FutureProducer` (a oneshot channel per record) and a `ThreadedProducer` (a
+//! `BaseProducer` with librdkafka's polling thread, which the transport also uses, with one
+//! shared slot per record) whose delivery callback only counts, with the sending thread
+//! sleeping while 10,000 are in flight. The
 //! second has no per-record future at all, and on tansu it is the faster (decisions.md,
 //! "Twenty-second session"); both numbers are in the produce reports' `params`.
 //!
@@ -340,8 +341,9 @@ pub async fn run(brokers: &str, messages: u64) -> Result<Vec<ScenarioReport>, Er
     let publisher = BusPublisher::new(bus.clone())?;
     let envs = envelopes(messages)?;
     let records: Vec<Record> = envs.iter().map(encode_record).collect();
-    let (ours_topic, raw_topic, transport_topic) = (fresh_topic("ours"), fresh_topic("raw"), fresh_topic("transport"));
-    for t in [&ours_topic, &raw_topic, &transport_topic] {
+    let (ours_topic, raw_topic, transport_topic, threaded_topic) =
+        (fresh_topic("ours"), fresh_topic("raw"), fresh_topic("transport"), fresh_topic("threaded"));
+    for t in [&ours_topic, &raw_topic, &transport_topic, &threaded_topic] {
         transport.admin().create_topic(TopicSpec::new(t.as_str(), PARTITIONS)).await?;
     }
     bus.ensure_topic(&ours_topic).await?;
@@ -356,12 +358,11 @@ pub async fn run(brokers: &str, messages: u64) -> Result<Vec<ScenarioReport>, Er
     publisher.publish_envelope(&envs[0], Some(&ours_topic)).await?;
     direct.produce(&transport_topic, vec![ProduceRecord::new(records[0].clone())]).await?;
     let raw_producer = raw_producer(&config, &raw_topic).await?;
-    let threaded_topic = fresh_topic("threaded");
-    transport.admin().create_topic(TopicSpec::new(threaded_topic.as_str(), PARTITIONS)).await?;
     let threaded = threaded_producer(&config, &threaded_topic).await?;
     // The broker slows down as it stores more, so whoever runs first wins. Each side runs
-    // twice per round in mirrored order (raw, transport, ours, ours, transport, raw) and its
-    // runs are added up: a steady drift then costs every side the same.
+    // twice per round in mirrored order (raw, threaded raw, transport, ours, ours, transport,
+    // threaded raw, raw) and its runs are added up: a steady drift then costs every side the
+    // same.
     // The records go in ROUNDS slices, each sent twice by every side within one round: a
     // slow spell of the broker then lands on every side alike instead of on whoever runs
     // during it.
