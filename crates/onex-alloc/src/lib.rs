@@ -18,8 +18,8 @@
 //! thread, and glibc's arenas then sort the returned blocks back on the next `malloc`
 //! (`_int_malloc` took ~half of a raw rdkafka sending thread's time in `onex bench
 //! bus-kafka`). mimalloc returns such blocks to their page's thread-free list. Every producer
-//! in the binary, ours and the raw baselines alike, ran about twice as fast
-//! (docs/decisions.md, "Twenty-fourth session").
+//! in the binary, ours and the raw baselines alike, ran 1.2–2× as fast (docs/decisions.md,
+//! "Twenty-fourth session").
 //!
 //! ```
 //! #[global_allocator]
