@@ -1,4 +1,5 @@
-//! Unit tests that need no broker.
+//! Unit tests of the transport's internals: the first two need no broker, the last runs
+//! against the test broker (skipped without one unless `ONEX_REQUIRE_KAFKA` is set).
 
 use onex_core::ErrorKind;
 

@@ -18,9 +18,9 @@
 //! `FutureProducer` (a oneshot channel per record) and a `ThreadedProducer` (a
 //! `BaseProducer` with librdkafka's polling thread, which the transport also uses, with one
 //! shared slot per record) whose delivery callback only counts, with the sending thread
-//! sleeping while 10,000 are in flight. The
-//! second has no per-record future at all, and on tansu it is the faster (decisions.md,
-//! "Twenty-second session"); both numbers are in the produce reports' `params`.
+//! sleeping while 10,000 are in flight. The second has no per-record future at all, and on
+//! tansu it is the faster (decisions.md, "Twenty-second session"); both numbers are in the
+//! produce reports' `params`.
 //!
 //! The records are sent in 4 rounds of one slice each, and in each round every produce side
 //! sends its slice twice in mirrored order (raw, threaded raw, transport, ours, ours,
@@ -362,9 +362,8 @@ pub async fn run(brokers: &str, messages: u64) -> Result<Vec<ScenarioReport>, Er
     // The broker slows down as it stores more, so whoever runs first wins. Each side runs
     // twice per round in mirrored order (raw, threaded raw, transport, ours, ours, transport,
     // threaded raw, raw) and its runs are added up: a steady drift then costs every side the
-    // same.
-    // The records go in ROUNDS slices, each sent twice by every side within one round: a
-    // slow spell of the broker then lands on every side alike instead of on whoever runs
+    // same. The records go in ROUNDS slices, each sent twice by every side within one round:
+    // a slow spell of the broker then lands on every side alike instead of on whoever runs
     // during it.
     let (mut raw, mut by_transport, mut ours) = (Tally::default(), Tally::default(), Tally::default());
     let mut raw_threaded = Tally::default();
