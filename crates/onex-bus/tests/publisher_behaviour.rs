@@ -5,101 +5,24 @@
 //!
 //! `cargo test -p onex-bus --all-features --test publisher_behaviour`
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use onex_bus::memory::MemoryTransport;
 use onex_bus::publisher::{BusPublisher, TopicRouter};
 use onex_bus::testing::{unique_topic, Collector};
-use onex_bus::transport::{ProduceRecord, Transport, TransportConsumer, TransportFeatures};
+use onex_bus::transport::Transport;
 use onex_bus::{BusConfig, TransportBus};
 use onex_core::resilience::{BreakerConfig, RetryPolicy};
 use onex_core::{
-    Envelope, Error, ErrorKind, EventBus, EventPublisher, EventPublisherExt, HealthStatus, PayloadValidator, PublishOptions, Receipt,
-    Result, StartFrom, SubscriptionOptions, TopicAdmin,
+    Envelope, Error, ErrorKind, EventBus, EventPublisher, EventPublisherExt, PayloadValidator, PublishOptions, Result, SubscriptionOptions,
 };
-use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-/// The memory transport, with produce failing the next N calls, failing always ("dead"), or
-/// waiting for a permit (to hold publishes in flight).
-#[derive(Debug)]
-struct Faulty {
-    inner: MemoryTransport,
-    fail_next: AtomicU32,
-    dead: AtomicBool,
-    gated: AtomicBool,
-    gate: Semaphore,
-    produce_calls: AtomicU32,
-}
+mod publisher_support;
 
-#[async_trait]
-impl Transport for Faulty {
-    fn backend(&self) -> &'static str {
-        "memory"
-    }
-    fn features(&self) -> TransportFeatures {
-        self.inner.features()
-    }
-    async fn produce(&self, topic: &str, records: Vec<ProduceRecord>) -> Result<Vec<Receipt>> {
-        self.produce_calls.fetch_add(1, Ordering::SeqCst);
-        if self.gated.load(Ordering::SeqCst) {
-            self.gate.acquire().await.expect("gate open").forget();
-        }
-        if self.dead.load(Ordering::SeqCst) {
-            return Err(Error::unavailable("broker is down").with("topic", topic));
-        }
-        if self.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
-            return Err(Error::timeout("broker did not acknowledge", Duration::from_secs(1)));
-        }
-        self.inner.produce(topic, records).await
-    }
-    async fn consumer(&self, group: &str, topic: &str, start: StartFrom) -> Result<Box<dyn TransportConsumer>> {
-        self.inner.consumer(group, topic, start).await
-    }
-    fn admin(&self) -> &dyn TopicAdmin {
-        self.inner.admin()
-    }
-    async fn health(&self) -> Result<HealthStatus> {
-        self.inner.health().await
-    }
-    async fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>> {
-        self.inner.committed(group, topic, partition).await
-    }
-    async fn close(&self) -> Result<()> {
-        self.inner.close().await
-    }
-}
-
-fn setup() -> (Arc<Faulty>, Arc<TransportBus>) {
-    let t = Arc::new(Faulty {
-        inner: MemoryTransport::default(),
-        fail_next: AtomicU32::new(0),
-        dead: AtomicBool::new(false),
-        gated: AtomicBool::new(false),
-        gate: Semaphore::new(0),
-        produce_calls: AtomicU32::new(0),
-    });
-    let bus = Arc::new(TransportBus::new(t.clone()));
-    (t, bus)
-}
-
-fn quick_retry(max_retries: u32) -> RetryPolicy {
-    RetryPolicy {
-        max_retries,
-        initial_backoff: Duration::from_millis(10),
-        max_backoff: Duration::from_millis(50),
-        jitter: false,
-        ..Default::default()
-    }
-}
-
-fn payload(i: u64) -> Bytes {
-    Bytes::from(serde_json::to_vec(&serde_json::json!({ "i": i })).unwrap())
-}
+use publisher_support::{payload, quick_retry, setup, ThroughTheTrait};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_and_carries_every_envelope_field() {
@@ -380,51 +303,12 @@ async fn a_publish_in_flight_holds_no_retry_or_topic_lookup_state() {
     assert!(size <= 240, "a bus's publish future is {size} bytes");
 }
 
-/// A bus the publisher knows only through the trait (another crate's `EventBus`, say):
-/// every call goes to the `TransportBus` inside, and envelope publishes are counted.
-struct ThroughTheTrait {
-    inner: Arc<TransportBus>,
-    envelopes: AtomicU32,
-}
-
-#[async_trait]
-impl EventBus for ThroughTheTrait {
-    async fn publish(&self, msg: onex_core::EventMessage) -> Result<Receipt> {
-        self.inner.publish(msg).await
-    }
-    async fn publish_envelope(&self, env: &Envelope, topic: &str) -> Result<Receipt> {
-        self.envelopes.fetch_add(1, Ordering::SeqCst);
-        self.inner.publish_envelope(env, topic).await
-    }
-    async fn subscribe(&self, sub: onex_core::Subscription) -> Result<onex_core::SubscriptionId> {
-        self.inner.subscribe(sub).await
-    }
-    async fn unsubscribe(&self, id: onex_core::SubscriptionId) -> Result<()> {
-        self.inner.unsubscribe(id).await
-    }
-    async fn start_consuming(&self, timeout: Option<Duration>) -> Result<()> {
-        self.inner.start_consuming(timeout).await
-    }
-    async fn stop_consuming(&self, timeout: Duration) -> Result<()> {
-        self.inner.stop_consuming(timeout).await
-    }
-    async fn health_check(&self) -> Result<HealthStatus> {
-        self.inner.health_check().await
-    }
-    fn admin(&self) -> &dyn TopicAdmin {
-        self.inner.admin()
-    }
-    fn backend(&self) -> &str {
-        self.inner.backend()
-    }
-}
-
 #[tokio::test]
 async fn a_bus_known_only_through_the_trait_gets_every_publish_through_it() {
     // Over a `TransportBus` the publisher skips the trait's boxed call; any other bus must
     // still see every attempt, retries included.
     let (t, inner) = setup();
-    let bus = Arc::new(ThroughTheTrait { inner: inner.clone(), envelopes: AtomicU32::new(0) });
+    let bus = Arc::new(ThroughTheTrait::new(inner.clone()));
     let publisher = BusPublisher::builder(bus.clone()).retry(quick_retry(2)).build().unwrap();
     t.fail_next.store(1, Ordering::SeqCst);
     let env = Envelope::new("trait.created.v1", &1).unwrap();
