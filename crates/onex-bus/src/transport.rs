@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use onex_core::envelope::{encode_record, encoded_len, encodes_losslessly};
 use onex_core::{Envelope, HealthStatus, Receipt, Record, Result, StartFrom, TopicAdmin};
 
@@ -259,6 +260,31 @@ pub trait Transport: Send + Sync + 'static {
     /// keeps it as it is.
     async fn produce_shared_envelope(&self, topic: &str, env: Arc<Envelope>) -> Result<Receipt> {
         self.produce_one(topic, ProduceRecord::from_envelope(env)).await
+    }
+    /// Appends a batch of envelopes, each to its topic, in order, with one result per
+    /// envelope, in input order: one refused envelope (too large, its topic missing) fails
+    /// alone. The default produces each run of consecutive envelopes to one topic in one
+    /// [`Transport::produce`] (one transaction on sqlite), unencoded; a run that fails is sent
+    /// again an envelope at a time, so that each gets its own result. Kafka hands every
+    /// envelope to librdkafka before awaiting any report and wakes the caller once for the
+    /// batch.
+    fn produce_envelopes<'a>(&'a self, batch: &'a [(&'a str, &'a Envelope)]) -> BoxFuture<'a, Vec<Result<Receipt>>> {
+        Box::pin(async move {
+            let mut results = Vec::with_capacity(batch.len());
+            for run in batch.chunk_by(|a, b| a.0 == b.0) {
+                let topic = run[0].0;
+                let records = run.iter().map(|(_, env)| ProduceRecord::from_envelope(Arc::new((*env).clone()))).collect();
+                match self.produce(topic, records).await {
+                    Ok(receipts) if receipts.len() == run.len() => results.extend(receipts.into_iter().map(Ok)),
+                    _ => {
+                        for (topic, env) in run {
+                            results.push(self.produce_envelope(topic, env).await);
+                        }
+                    }
+                }
+            }
+            results
+        })
     }
     /// Joins `group` on `topic`. The first poll returns the initial assignment.
     async fn consumer(&self, group: &str, topic: &str, start: StartFrom) -> Result<Box<dyn TransportConsumer>>;

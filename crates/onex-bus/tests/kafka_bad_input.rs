@@ -138,7 +138,7 @@ async fn a_full_local_queue_makes_publishes_wait_not_fail() {
         return;
     }
     // Room for 2 records in librdkafka's queue, and a linger that keeps them there a while:
-    // most of the 60 publishes below find the queue full and must wait for room.
+    // most of the 90 publishes below find the queue full and must wait for room.
     let t = transport("queue.buffering.max.messages=2&linger.ms=20").await;
     let topic = new_topic(&t, "kafka-full-queue", 1).await;
     let envs: Vec<Envelope> = (0..30).map(|i| Envelope::new("x.y.v1", &i).unwrap()).collect();
@@ -147,11 +147,16 @@ async fn a_full_local_queue_makes_publishes_wait_not_fail() {
         let r = ProduceRecord::new(Record { value: Bytes::from(vec![i]), ..Default::default() });
         t.produce(&topic, vec![r])
     });
-    let (receipts, batches) = tokio::join!(futures::future::join_all(by_envelope), futures::future::join_all(by_record));
+    let batch: Vec<(&str, &Envelope)> = envs.iter().map(|e| (topic.as_str(), e)).collect();
+    let (receipts, records, in_batch) =
+        tokio::join!(futures::future::join_all(by_envelope), futures::future::join_all(by_record), t.produce_envelopes(&batch));
+    let in_batch: Vec<u64> = in_batch.into_iter().map(|r| r.expect("a batch waits for room").offset).collect();
+    assert!(in_batch.windows(2).all(|w| w[0] < w[1]), "a batch keeps its order: {in_batch:?}");
     let mut offsets: Vec<u64> = receipts.into_iter().map(|r| r.expect("an envelope waits for room").offset).collect();
-    offsets.extend(batches.into_iter().map(|r| r.expect("a record waits for room")[0].offset));
+    offsets.extend(records.into_iter().map(|r| r.expect("a record waits for room")[0].offset));
+    offsets.extend(in_batch);
     offsets.sort_unstable();
-    assert_eq!(offsets, (0..60).collect::<Vec<u64>>(), "every publish was acknowledged, each at its own offset");
+    assert_eq!(offsets, (0..90).collect::<Vec<u64>>(), "every publish was acknowledged, each at its own offset");
 }
 
 #[tokio::test]

@@ -8,7 +8,9 @@
 //! publisher. In `onex bench bus-kafka` that took a publish from ~0.94 to ~0.99 of a raw
 //! `FutureProducer`'s throughput (docs/decisions.md, "Twenty-third session").
 
-use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU8, Ordering};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -44,11 +46,25 @@ pub(crate) struct DeliverySlot {
     timestamp_ms: AtomicI64,
     error: Mutex<Option<KafkaError>>,
     waker: AtomicWaker,
+    /// The batch this record was sent in: its report wakes the batch's waiter, once the
+    /// whole batch has one, instead of this slot's.
+    batch: Option<Arc<BatchReports>>,
 }
 
 impl DeliverySlot {
     pub(super) fn new() -> Arc<DeliverySlot> {
         Arc::new(DeliverySlot::default())
+    }
+
+    /// A slot of a record in `batch`, counted in it until its report lands.
+    pub(super) fn in_batch(batch: &Arc<BatchReports>) -> Arc<DeliverySlot> {
+        batch.outstanding.fetch_add(1, Ordering::Relaxed);
+        Arc::new(DeliverySlot { batch: Some(batch.clone()), ..DeliverySlot::default() })
+    }
+
+    /// The report of a slot whose batch has every report ([`BatchReports::all_reported`]).
+    pub(super) fn report(&self) -> Option<Report> {
+        self.take()
     }
 
     /// The report, once there is one; registers the waker otherwise.
@@ -91,7 +107,66 @@ impl DeliverySlot {
 
     fn settle(&self, state: u8) {
         self.state.store(state, Ordering::Release);
-        self.waker.wake();
+        match &self.batch {
+            Some(batch) => batch.reported(),
+            None => self.waker.wake(),
+        }
+    }
+}
+
+/// The reports of a batch of records: one wake-up when the last one lands, where separate
+/// publishes take one each (each a cross-thread wake of the publisher's task).
+#[derive(Debug)]
+pub(super) struct BatchReports {
+    /// Records sent without a report yet, plus one while the batch is still being sent, so
+    /// that the count cannot reach zero before the last record is in.
+    outstanding: AtomicUsize,
+    waker: AtomicWaker,
+}
+
+impl BatchReports {
+    /// A batch about to be sent; call [`Self::all_sent`] after its last record.
+    pub(super) fn new() -> Arc<BatchReports> {
+        Arc::new(BatchReports { outstanding: AtomicUsize::new(1), waker: AtomicWaker::new() })
+    }
+
+    /// Every record of the batch is with librdkafka.
+    pub(super) fn all_sent(&self) {
+        self.reported();
+    }
+
+    /// A record counted in by [`DeliverySlot::in_batch`] that librdkafka did not take.
+    pub(super) fn not_sent(&self) {
+        self.reported();
+    }
+
+    /// Resolves once every record sent in the batch has its report in its slot.
+    pub(super) fn all_reported(&self) -> AllReported<'_> {
+        AllReported(self)
+    }
+
+    fn reported(&self) {
+        if self.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.waker.wake();
+        }
+    }
+}
+
+/// [`BatchReports::all_reported`].
+pub(super) struct AllReported<'a>(&'a BatchReports);
+
+impl Future for AllReported<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0.outstanding.load(Ordering::Acquire) == 0 {
+            return Poll::Ready(());
+        }
+        self.0.waker.register(cx.waker());
+        match self.0.outstanding.load(Ordering::Acquire) {
+            0 => Poll::Ready(()),
+            _ => Poll::Pending,
+        }
     }
 }
 
@@ -135,6 +210,28 @@ mod tests {
             Poll::Ready(Report::Delivered { partition: 3, offset: 41, timestamp_ms: None }) => {}
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_batch_wakes_its_waiter_once_when_the_last_report_lands() {
+        let wakes = Arc::new(CountWakes::default());
+        let waker = std::task::Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        let batch = BatchReports::new();
+        let slots: Vec<_> = (0..3).map(|_| DeliverySlot::in_batch(&batch)).collect();
+        let mut all = batch.all_reported();
+        assert!(Pin::new(&mut all).poll(&mut cx).is_pending());
+        slots[1].delivered(0, 7, None);
+        slots[0].delivered(0, 6, None);
+        assert!(Pin::new(&mut all).poll(&mut cx).is_pending(), "the batch is still being sent");
+        batch.all_sent();
+        assert!(Pin::new(&mut all).poll(&mut cx).is_pending());
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+        slots[2].failed(KafkaError::Canceled);
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        assert!(Pin::new(&mut all).poll(&mut cx).is_ready());
+        assert!(matches!(slots[0].report(), Some(Report::Delivered { offset: 6, .. })));
+        assert!(matches!(slots[2].report(), Some(Report::Failed(KafkaError::Canceled))));
     }
 
     #[test]

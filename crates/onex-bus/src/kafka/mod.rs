@@ -39,6 +39,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use onex_core::{Error, HealthStatus, Receipt, Result, StartFrom, TopicAdmin};
 use parking_lot::Mutex;
 use rdkafka::admin::AdminClient;
@@ -295,6 +296,10 @@ impl Transport for KafkaTransport {
 
     async fn produce_shared_envelope(&self, topic: &str, env: Arc<onex_core::Envelope>) -> Result<Receipt> {
         self.send_envelope(topic, &env).await
+    }
+
+    fn produce_envelopes<'a>(&'a self, batch: &'a [(&'a str, &'a onex_core::Envelope)]) -> BoxFuture<'a, Vec<Result<Receipt>>> {
+        Box::pin(self.envelopes_batch(batch))
     }
 
     async fn consumer(&self, group: &str, topic: &str, start: StartFrom) -> Result<Box<dyn TransportConsumer>> {

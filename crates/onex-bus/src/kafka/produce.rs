@@ -17,7 +17,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 
-use super::delivery::{DeliverySlot, Report};
+use super::delivery::{BatchReports, DeliverySlot, Report};
 use super::{errors, KafkaTransport, ENQUEUE_TIMEOUT};
 use crate::transport::{PendingReceipt, ProduceRecord};
 
@@ -71,11 +71,7 @@ impl KafkaTransport {
             return PendingReceipt::failed(e);
         }
         let slot = DeliverySlot::new();
-        let mut rec = BaseRecord::with_opaque_to(topic, slot.clone()).payload(&env.payload[..]).headers(envelope_headers(env));
-        if let Some(k) = &env.partition_key {
-            rec = rec.key(k.as_bytes());
-        }
-        match self.try_send(rec) {
+        match self.try_send(envelope_record(topic, env, slot.clone())) {
             Ok(generation) => PendingReceipt::Kafka(PendingDelivery { transport: self, topic, generation, slot }),
             // Only a refused send (a full queue, or an error) makes a future of its own,
             // boxed, so the usual one stays small.
@@ -83,6 +79,67 @@ impl KafkaTransport {
                 let generation = self.send_when_room(topic, e, back).await?;
                 PendingDelivery { transport: self, topic, generation, slot }.await
             })),
+        }
+    }
+
+    /// [`crate::transport::Transport::produce_envelopes`]: every envelope is handed to
+    /// librdkafka, in order, before any report is awaited, and the caller is woken once, when
+    /// the last report of the batch lands. An envelope refused before it was sent (too large,
+    /// a missing topic, a failed enqueue) gets its error and the rest go on.
+    pub(super) async fn envelopes_batch(&self, batch: &[(&str, &Envelope)]) -> Vec<Result<Receipt>> {
+        let reports = BatchReports::new();
+        let mut sent = Vec::with_capacity(batch.len());
+        // The partition count of the last topic, while envelopes go to it: one cache lookup
+        // per run of a topic rather than per envelope.
+        let mut known: Option<(&str, u32)> = None;
+        for &(topic, env) in batch {
+            sent.push(self.send_in_batch(&reports, &mut known, topic, env).await);
+        }
+        reports.all_sent();
+        reports.all_reported().await;
+        sent.into_iter()
+            .zip(batch)
+            .map(|(sent, &(topic, _))| {
+                let (generation, slot) = sent?;
+                // Every slot has its report once the batch has all of them.
+                let report = slot.report().unwrap_or(Report::Failed(KafkaError::Canceled));
+                self.settled(generation, topic, report)
+            })
+            .collect()
+    }
+
+    /// One envelope of [`Self::envelopes_batch`]: the producer generation that took it and
+    /// the slot its report will be in.
+    async fn send_in_batch<'t>(
+        &self,
+        reports: &Arc<BatchReports>,
+        known: &mut Option<(&'t str, u32)>,
+        topic: &'t str,
+        env: &Envelope,
+    ) -> Result<(u64, Arc<DeliverySlot>)> {
+        let partitions = match *known {
+            Some((t, partitions)) if t == topic => partitions,
+            _ => {
+                let partitions = match self.admin.cached_partition_count(topic) {
+                    Some(partitions) => partitions,
+                    None => self.admin.partition_count(topic).await?, // also checks the name
+                };
+                *known = Some((topic, partitions));
+                partitions
+            }
+        };
+        self.check(topic, encoded_len(env), None, partitions)?;
+        let slot = DeliverySlot::in_batch(reports);
+        let sent = match self.try_send(envelope_record(topic, env, slot.clone())) {
+            Ok(generation) => Ok(generation),
+            Err((e, back)) => self.send_when_room(topic, e, back).await,
+        };
+        match sent {
+            Ok(generation) => Ok((generation, slot)),
+            Err(e) => {
+                reports.not_sent(); // no report will come for it
+                Err(e)
+            }
         }
     }
 
@@ -177,6 +234,16 @@ impl Future for PendingDelivery<'_> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Receipt>> {
         let report = ready!(self.slot.poll_report(cx));
         Poll::Ready(self.transport.settled(self.generation, self.topic, report))
+    }
+}
+
+/// `env` as a record to `topic` whose delivery report goes to `slot`: its headers written,
+/// its payload and partition key borrowed.
+fn envelope_record<'a>(topic: &'a str, env: &'a Envelope, slot: Arc<DeliverySlot>) -> Record<'a> {
+    let rec = BaseRecord::with_opaque_to(topic, slot).payload(&env.payload[..]).headers(envelope_headers(env));
+    match &env.partition_key {
+        Some(k) => rec.key(k.as_bytes()),
+        None => rec,
     }
 }
 
