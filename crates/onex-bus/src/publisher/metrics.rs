@@ -28,6 +28,16 @@ impl Counters {
         self.publish_nanos.fetch_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
+    /// `count` publishes that succeeded at the first attempt, each in `elapsed`.
+    pub(crate) fn record_published(&self, count: u64, elapsed: Duration) {
+        if count == 0 {
+            return;
+        }
+        self.published.fetch_add(count, Ordering::Relaxed);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.publish_nanos.fetch_add(nanos.saturating_mul(count), Ordering::Relaxed);
+    }
+
     pub(crate) fn snapshot(&self, breaker: &BreakerCounters) -> PublisherMetrics {
         let published = self.published.load(Ordering::Relaxed);
         let failed = self.failed.load(Ordering::Relaxed);

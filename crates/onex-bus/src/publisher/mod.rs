@@ -27,6 +27,7 @@
 //! # Ok::<(), onex_core::Error>(()) }).unwrap();
 //! ```
 
+mod batch;
 mod envelope;
 mod metrics;
 mod pending;
@@ -171,16 +172,28 @@ struct InFlight<'a>(&'a Inner);
 impl<'a> InFlight<'a> {
     /// Counts a publish in, or refuses it (counted as failed) when the publisher is closed.
     fn enter(inner: &'a Inner) -> Result<Self> {
+        Self::enter_many(inner, 1)
+    }
+
+    /// [`Self::enter`] for a batch of `publishes`, counted in flight as one.
+    fn enter_many(inner: &'a Inner, publishes: usize) -> Result<Self> {
         // Count first, then check: `close` sets `closed` before it reads the count, so either
         // it sees this publish or this publish sees `closed`.
         inner.in_flight.fetch_add(1, Ordering::SeqCst);
         let guard = InFlight(inner);
         if inner.closed.load(Ordering::SeqCst) {
-            inner.counters.record(false, 0, Duration::ZERO);
-            return Err(Error::shutdown("the publisher is closed; create a new one to publish again"));
+            for _ in 0..publishes {
+                inner.counters.record(false, 0, Duration::ZERO);
+            }
+            return Err(closed_error());
         }
         Ok(guard)
     }
+}
+
+/// What a publish to a closed publisher gets.
+fn closed_error() -> Error {
+    Error::shutdown("the publisher is closed; create a new one to publish again")
 }
 
 impl Inner {

@@ -129,8 +129,11 @@ impl Future for PendingPublish<'_> {
                         }
                         Err(failed) => {
                             let (env, topic) = (attempt.env, attempt.topic);
-                            let retry = retry_after(guard, failed, env, topic, started, attempts_started);
-                            this.state = State::Boxed(Box::pin(retry));
+                            this.state = State::Boxed(Box::pin(async move {
+                                // Counted in flight until the retries are done.
+                                let guard = guard;
+                                retry_failed(guard.0, failed, env, topic, started, attempts_started).await
+                            }));
                         }
                     }
                 }
@@ -142,16 +145,15 @@ impl Future for PendingPublish<'_> {
 }
 
 /// The retry executor, given the first attempt's failure: it decides whether and when to try
-/// again exactly as if it had made that attempt itself.
-async fn retry_after<'a>(
-    guard: InFlight<'a>,
+/// again exactly as if it had made that attempt itself. Records the publish in the metrics.
+pub(super) async fn retry_failed<'a>(
+    inner: &'a Inner,
     failed: Error,
     env: &'a Envelope,
     topic: &'a str,
     started: Instant,
     attempts_started: Instant,
 ) -> Result<Receipt> {
-    let inner = guard.0;
     let mut first = Some(failed);
     let outcome = inner
         .retry
@@ -181,7 +183,7 @@ async fn retry_after<'a>(
 /// Over a [`TransportBus`] the transport's pending receipt is held in place, not boxed by the
 /// trait, and a missing topic is looked up (created when allowed) and sent to again, as
 /// [`onex_core::EventBus::publish_envelope`] does. Any other bus gets the trait's call.
-struct Attempt<'a> {
+pub(super) struct Attempt<'a> {
     /// `None` once recorded, and when the breaker refused.
     permit: Option<BreakerPermit>,
     /// The bus to ask again after a `NotFound`; taken when asked.
@@ -192,7 +194,7 @@ struct Attempt<'a> {
 }
 
 impl<'a> Attempt<'a> {
-    fn new(inner: &'a Inner, env: &'a Envelope, topic: &'a str) -> Self {
+    pub(super) fn new(inner: &'a Inner, env: &'a Envelope, topic: &'a str) -> Self {
         let permit = match inner.breaker.acquire() {
             Ok(permit) => permit,
             Err(e) => {

@@ -71,7 +71,8 @@ macro_rules! conformance_suite {
             binary_values_survive_dlq,
             structured_and_plain_records_decode,
             auto_create_can_be_turned_off,
-            invalid_topic_names_are_rejected
+            invalid_topic_names_are_rejected,
+            publish_batches_keep_order_and_fail_alone
         );
     };
     (@tests $name:ident, $harness:expr; $($test:ident),* $(,)?) => {

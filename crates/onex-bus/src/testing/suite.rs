@@ -465,3 +465,60 @@ pub async fn invalid_topic_names_are_rejected(h: &impl Harness) {
         assert!(bus.subscribe(sub).await.is_err());
     }
 }
+
+/// A publisher's batch ([`crate::publisher::BusPublisher::publish_envelopes`]) lands in order
+/// per key with each receipt where its envelope was delivered; in a batch to a topic not yet
+/// created, the topic is created and an envelope over the size limit fails alone.
+pub async fn publish_batches_keep_order_and_fail_alone(h: &impl Harness) {
+    let bus = h.bus().await;
+    let publisher = crate::publisher::BusPublisher::new(bus.clone()).unwrap();
+    let topic = unique_topic("conf-batch");
+    bus.admin().create_topic(TopicSpec::new(&topic, 4)).await.unwrap();
+    let c = Collector::new();
+    c.subscribe(&bus, &topic, "g", SubscriptionOptions::default()).await;
+    bus.start().await.unwrap();
+    let (n, keys) = (((2_000.0 * h.features().scale) as usize).max(100), 20);
+    let envs: Vec<Envelope> = (0..n)
+        .map(|i| {
+            Envelope::new("conformance.batch.v1", &serde_json::json!({"key": i % keys, "seq": i / keys}))
+                .unwrap()
+                .with_partition_key(format!("k{}", i % keys))
+        })
+        .collect();
+    let mut receipts = HashMap::new();
+    for (chunk, envs) in envs.chunks(n / 2).enumerate() {
+        for (i, r) in publisher.publish_envelopes(envs, Some(&topic)).await.into_iter().enumerate() {
+            let r = r.unwrap_or_else(|e| panic!("envelope {i} of batch {chunk}: {e}"));
+            receipts.insert((r.partition, r.offset), envs[i].envelope_id);
+        }
+    }
+    let got = c.wait_for(n).await;
+    let mut next_seq: HashMap<String, u64> = HashMap::new();
+    for d in &got {
+        assert_eq!(receipts.get(&(d.partition, d.offset)), Some(&d.envelope.envelope_id), "the receipt says where its envelope went");
+        let key = d.envelope.partition_key.clone().unwrap();
+        let seq = d.envelope.payload_json().unwrap()["seq"].as_u64().unwrap();
+        let want = next_seq.entry(key.clone()).or_insert(0);
+        assert_eq!(seq, *want, "key {key}: got seq {seq}, expected {want}");
+        *want += 1;
+    }
+    assert_eq!(got.len(), n, "every event exactly once");
+    bus.stop_consuming(Duration::from_secs(10)).await.unwrap();
+
+    // A topic that does not exist yet, and an envelope over every backend's 1 MiB default.
+    let fresh = unique_topic("conf-batch-new");
+    let huge = Bytes::from(serde_json::to_vec(&"x".repeat(2 * 1024 * 1024)).unwrap());
+    let batch = [
+        Envelope::new("conformance.batch.v1", &1).unwrap().with_partition_key("a"),
+        Envelope::from_json_bytes("conformance.batch.v1", huge).unwrap().with_partition_key("a"),
+        Envelope::new("conformance.batch.v1", &2).unwrap().with_partition_key("a"),
+    ];
+    let results = publisher.publish_envelopes(&batch, Some(&fresh)).await;
+    let err = results[1].as_ref().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
+    let (first, last) = (results[0].as_ref().unwrap(), results[2].as_ref().unwrap());
+    assert_eq!(first.partition, last.partition);
+    assert!(first.offset < last.offset, "in order: {first:?} then {last:?}");
+    let m = onex_core::EventPublisher::metrics(&publisher);
+    assert_eq!((m.events_published, m.events_failed), (n as u64 + 2, 1));
+}
