@@ -6,6 +6,9 @@
 //!   metrics, transport) with up to 10,000 publishes in flight, against the faster raw
 //!   producer (below) with up to 10,000 records in flight (the same key, value and headers,
 //!   headers built inside the timed loop as any raw writer must).
+//! - `bus-kafka/produce-batch`: [`BusPublisher::publish_envelopes`] of the same envelopes
+//!   in batches of 1,000, up to 10 batches (10,000 records) in flight, against the same raw
+//!   run: the same per-envelope work, one send and one wake-up per batch.
 //! - `bus-kafka/produce-transport`: the transport alone (`KafkaTransport::produce` of the
 //!   same prebuilt records, one per call, ≤10,000 in flight) against the same raw run, to
 //!   separate the transport's cost from the publisher's and the envelope encoding's.
@@ -23,11 +26,12 @@
 //! produce reports' `params`.
 //!
 //! The records are sent in 4 rounds of one slice each, and in each round every produce side
-//! sends its slice twice in mirrored order (raw, threaded raw, transport, ours, ours,
-//! transport, threaded raw, raw): the broker slows as it fills and has slow spells, and a few
-//! long runs in a fixed order hand the advantage to whoever runs at the right time. Each side
-//! keeps one producer of its own for both runs (ours and the transport a `KafkaTransport`
-//! each), because a new librdkafka producer is faster than one that has worked a while.
+//! sends its slice twice in mirrored order (raw, threaded raw, transport, ours, batches,
+//! batches, ours, transport, threaded raw, raw): the broker slows as it fills and has slow
+//! spells, and a few long runs in a fixed order hand the advantage to whoever runs at the
+//! right time. Each side keeps one producer of its own for both runs (ours, the batches and
+//! the transport a `KafkaTransport` each), because a new librdkafka producer is faster than
+//! one that has worked a while.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -55,6 +59,8 @@ use super::{payload_256, Latencies, ScenarioReport, Side};
 const PARTITIONS: u32 = 4;
 const IN_FLIGHT: usize = 10_000;
 const KEYS: u64 = 64;
+/// Envelopes per `publish_envelopes` call in `bus-kafka/produce-batch`.
+const BATCH: usize = 1_000;
 const PRODUCE_TARGET: f64 = 0.9;
 const CONSUME_TARGET: f64 = 0.8;
 const COMMIT_EVERY: Duration = Duration::from_millis(100);
@@ -93,6 +99,31 @@ async fn produce_ours(publisher: &BusPublisher, envs: &[Envelope], topic: &str, 
     }
     while let Some((t0, r)) = pending.next().await {
         r?;
+        lat.record(t0.elapsed());
+    }
+    tally.add(envs.len(), started.elapsed());
+    Ok(())
+}
+
+/// [`BusPublisher::publish_envelopes`] in batches of [`BATCH`], ≤10,000 records in flight;
+/// one latency sample per batch (its slowest record's).
+async fn produce_batches(publisher: &BusPublisher, envs: &[Envelope], topic: &str, tally: &mut Tally) -> Result<(), Error> {
+    let lat = &mut tally.lat;
+    let mut pending = FuturesUnordered::new();
+    let started = Instant::now();
+    for batch in envs.chunks(BATCH) {
+        if pending.len() >= IN_FLIGHT / BATCH {
+            let (t0, results): (Instant, Vec<Result<_, Error>>) = pending.next().await.expect("non-empty");
+            results.into_iter().try_for_each(|r| r.map(drop))?;
+            lat.record(t0.elapsed());
+        }
+        pending.push(async move {
+            let t0 = Instant::now();
+            (t0, publisher.publish_envelopes(batch, Some(topic)).await)
+        });
+    }
+    while let Some((t0, results)) = pending.next().await {
+        results.into_iter().try_for_each(|r| r.map(drop))?;
         lat.record(t0.elapsed());
     }
     tally.add(envs.len(), started.elapsed());
@@ -341,9 +372,10 @@ pub async fn run(brokers: &str, messages: u64) -> Result<Vec<ScenarioReport>, Er
     let publisher = BusPublisher::new(bus.clone())?;
     let envs = envelopes(messages)?;
     let records: Vec<Record> = envs.iter().map(encode_record).collect();
-    let (ours_topic, raw_topic, transport_topic, threaded_topic) =
-        (fresh_topic("ours"), fresh_topic("raw"), fresh_topic("transport"), fresh_topic("threaded"));
-    for t in [&ours_topic, &raw_topic, &transport_topic, &threaded_topic] {
+    let (ours_topic, raw_topic, transport_topic, threaded_topic, batch_topic) =
+        (fresh_topic("ours"), fresh_topic("raw"), fresh_topic("transport"), fresh_topic("threaded"), fresh_topic("batch"));
+    let topics = [&ours_topic, &raw_topic, &transport_topic, &threaded_topic, &batch_topic];
+    for t in topics {
         transport.admin().create_topic(TopicSpec::new(t.as_str(), PARTITIONS)).await?;
     }
     bus.ensure_topic(&ours_topic).await?;
@@ -355,30 +387,35 @@ pub async fn run(brokers: &str, messages: u64) -> Result<Vec<ScenarioReport>, Er
     // first few hundred thousand records go faster than the next (tansu, 2 cores: ~280k
     // against ~230k msg/s), so a side given a new producer per run would never pay that.
     let direct = KafkaTransport::connect(config.clone()).await?;
+    let batch_bus = TransportBus::new(KafkaTransport::connect(config.clone()).await?);
+    let batch_publisher = BusPublisher::new(Arc::new(batch_bus))?;
     publisher.publish_envelope(&envs[0], Some(&ours_topic)).await?;
+    batch_publisher.publish_envelope(&envs[0], Some(&batch_topic)).await?;
     direct.produce(&transport_topic, vec![ProduceRecord::new(records[0].clone())]).await?;
     let raw_producer = raw_producer(&config, &raw_topic).await?;
     let threaded = threaded_producer(&config, &threaded_topic).await?;
     // The broker slows down as it stores more, so whoever runs first wins. Each side runs
-    // twice per round in mirrored order (raw, threaded raw, transport, ours, ours, transport,
-    // threaded raw, raw) and its runs are added up: a steady drift then costs every side the
+    // twice per round in mirrored order (raw, threaded raw, transport, ours, batches,
+    // batches, ours, transport, threaded raw, raw) and its runs are added up: a steady drift then costs every side the
     // same. The records go in ROUNDS slices, each sent twice by every side within one round:
     // a slow spell of the broker then lands on every side alike instead of on whoever runs
     // during it.
     let (mut raw, mut by_transport, mut ours) = (Tally::default(), Tally::default(), Tally::default());
-    let mut raw_threaded = Tally::default();
+    let (mut raw_threaded, mut batches) = (Tally::default(), Tally::default());
     let slice = envs.len().div_ceil(ROUNDS).max(1);
     for (envs, records) in envs.chunks(slice).zip(records.chunks(slice)) {
         produce_raw(&raw_producer, records, &raw_topic, &mut raw).await?;
         produce_threaded(&threaded, records, &threaded_topic, &mut raw_threaded).await?;
         produce_transport(&direct, records, &transport_topic, &mut by_transport).await?;
         produce_ours(&publisher, envs, &ours_topic, &mut ours).await?;
+        produce_batches(&batch_publisher, envs, &batch_topic, &mut batches).await?;
+        produce_batches(&batch_publisher, envs, &batch_topic, &mut batches).await?;
         produce_ours(&publisher, envs, &ours_topic, &mut ours).await?;
         produce_transport(&direct, records, &transport_topic, &mut by_transport).await?;
         produce_threaded(&threaded, records, &threaded_topic, &mut raw_threaded).await?;
         produce_raw(&raw_producer, records, &raw_topic, &mut raw).await?;
     }
-    drop((raw_producer, threaded, direct));
+    drop((raw_producer, threaded, direct, batch_publisher));
     let future_raw =
         raw.side("raw rdkafka FutureProducer, same settings, ≤10,000 in flight (one producer, 2 runs per round, mirrored order)");
     let threaded_raw = raw_threaded.side(
@@ -394,7 +431,11 @@ pub async fn run(brokers: &str, messages: u64) -> Result<Vec<ScenarioReport>, Er
     let by_transport = by_transport.side(
         "KafkaTransport::produce of prebuilt records, one per call, ≤10,000 in flight (one producer, 2 runs per round, mirrored order)",
     );
+    let batches = batches.side(
+        "BusPublisher::publish_envelopes → KafkaTransport, batches of 1,000, ≤10,000 in flight, latency per batch (one producer, 2 runs per round, mirrored order)",
+    );
     let produce = ScenarioReport::new("bus-kafka/produce", ours, raw.clone(), PRODUCE_TARGET, params.clone());
+    let produce_batch = ScenarioReport::new("bus-kafka/produce-batch", batches, raw.clone(), PRODUCE_TARGET, params.clone());
     let produce_transport = ScenarioReport::new("bus-kafka/produce-transport", by_transport, raw, PRODUCE_TARGET, params.clone());
 
     // Each topic holds two runs and one warm-up record.
@@ -402,10 +443,10 @@ pub async fn run(brokers: &str, messages: u64) -> Result<Vec<ScenarioReport>, Er
     let ours = consume_ours(&bus, &ours_topic, 2 * messages + 1).await?;
     let consume = ScenarioReport::new("bus-kafka/consume", ours, raw, CONSUME_TARGET, params);
 
-    for t in [&ours_topic, &raw_topic, &transport_topic, &threaded_topic] {
+    for t in topics {
         let _ = transport.admin().delete_topic(t).await;
     }
-    Ok(vec![produce, produce_transport, consume])
+    Ok(vec![produce, produce_batch, produce_transport, consume])
 }
 
 #[cfg(test)]
