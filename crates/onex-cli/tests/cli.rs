@@ -136,6 +136,7 @@ fn demo_runs_the_whole_flow() {
     let summary = &json_lines(&out)[0];
     assert_eq!(summary["bus"], "sqlite");
     assert_eq!(summary["orders"], 5);
+    assert_eq!(summary["batch_published"], 5, "the orders go out as one batch");
     assert_eq!(summary["reserved"], 5);
     assert_eq!(summary["payments"], 5);
     assert_eq!(summary["dlq"], 1);

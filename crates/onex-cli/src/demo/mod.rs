@@ -1,7 +1,7 @@
 //! `onex demo`: the order → inventory → payment flow on the embedded durable bus. Shows both
-//! patterns (events between services, an HTTP call through a handler), correlation chains,
-//! a retry absorbing a gateway failure, and a poison order going to the DLQ, summarised,
-//! "fixed" and replayed.
+//! patterns (events between services, an HTTP call through a handler), a batch publish (the
+//! orders, a receipt each), correlation chains, a retry absorbing a gateway failure, and a
+//! poison order going to the DLQ, summarised, "fixed" and replayed.
 
 mod gateway;
 mod services;
@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use onex_bus::{BusDlqHandler, TransportBus};
+use onex_bus::{BusDlqHandler, BusPublisher, TransportBus};
 use onex_core::dlq::ReprocessOptions;
 use onex_core::{DlqHandler, Envelope, Error, EventBus, ProtocolHandler, Result, Subscription, SubscriptionOptions};
 use parking_lot::Mutex;
@@ -112,7 +112,8 @@ pub async fn run(bus_url: Option<&str>, args: DemoArgs, json: bool) -> Result<()
     bus.start().await?;
 
     // OrderService: each order starts its own flow (own correlation id); order 3 is malformed.
-    let mut order_ids = Vec::new();
+    // The orders go out as one batch: one send, a receipt (or an error) per order.
+    let mut orders = Vec::new();
     for i in 1..=args.orders {
         let order_id = format!("order-{i:03}");
         let env = if i == 3 {
@@ -122,11 +123,23 @@ pub async fn run(bus_url: Option<&str>, args: DemoArgs, json: bool) -> Result<()
         }
         .with_source("order-service")
         .with_partition_key(&order_id);
-        bus.publish_envelope(&env, ORDERS).await?;
         record(&seen, &env);
-        order_ids.push(env.envelope_id);
-        say(format!("OrderService published {order_id}{}  corr={}", if i == 3 { " (malformed quantity)" } else { "" }, env.correlation_id));
+        orders.push(env);
     }
+    let publisher = BusPublisher::builder(bus.clone()).source("order-service").build()?;
+    let mut batch_published = 0;
+    for (i, (env, receipt)) in orders.iter().zip(publisher.publish_envelopes(&orders, Some(ORDERS)).await).enumerate() {
+        let receipt = receipt?;
+        batch_published += 1;
+        let order_id = env.partition_key.as_deref().unwrap_or("?");
+        let note = if i == 2 { " (malformed quantity)" } else { "" };
+        say(format!(
+            "OrderService published {order_id}{note}  corr={}  → {}[{}]@{}",
+            env.correlation_id, receipt.topic, receipt.partition, receipt.offset
+        ));
+    }
+    say(format!("  ({batch_published} orders in one batch: BusPublisher::publish_envelopes)"));
+    let order_ids: Vec<uuid::Uuid> = orders.iter().map(|e| e.envelope_id).collect();
     let good = args.orders as usize - 1;
     let dlq_topic = format!("{ORDERS}.dlq");
     let dlq = BusDlqHandler::new(bus.clone());
@@ -176,6 +189,7 @@ pub async fn run(bus_url: Option<&str>, args: DemoArgs, json: bool) -> Result<()
             serde_json::json!({
                 "orders": args.orders, "reserved": reserved, "payments": payments, "dlq": summary.total,
                 "replayed": report.replayed, "retries_absorbed": retried, "bus": bus.backend(),
+                "batch_published": batch_published,
             })
         );
     }
