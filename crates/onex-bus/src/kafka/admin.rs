@@ -151,7 +151,8 @@ impl KafkaAdmin {
     }
 }
 
-fn missing(topic: &str) -> Error {
+/// The error of a topic the cluster does not have.
+pub(super) fn missing(topic: &str) -> Error {
     Error::not_found(format!("topic {topic:?} does not exist on the Kafka cluster")).with("topic", topic)
 }
 

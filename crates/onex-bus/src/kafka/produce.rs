@@ -18,7 +18,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 
 use super::delivery::{BatchReports, DeliverySlot, Report};
-use super::{errors, KafkaTransport, ENQUEUE_TIMEOUT};
+use super::{admin, errors, KafkaTransport, ENQUEUE_TIMEOUT};
 use crate::transport::{PendingReceipt, ProduceRecord};
 
 /// A record on its way into librdkafka, carrying the slot its delivery report is written to.
@@ -89,9 +89,10 @@ impl KafkaTransport {
     pub(super) async fn envelopes_batch(&self, batch: &[(&str, &Envelope)]) -> Vec<Result<Receipt>> {
         let reports = BatchReports::new();
         let mut sent = Vec::with_capacity(batch.len());
-        // The partition count of the last topic, while envelopes go to it: one cache lookup
-        // per run of a topic rather than per envelope.
-        let mut known: Option<(&str, u32)> = None;
+        // The partition count of the last topic (`None`: it does not exist), while envelopes
+        // go to it: one lookup per run of a topic rather than per envelope, and one metadata
+        // round trip, not one per envelope, for a topic that is missing.
+        let mut known: Option<(&str, Option<u32>)> = None;
         for &(topic, env) in batch {
             sent.push(self.send_in_batch(&reports, &mut known, topic, env).await);
         }
@@ -113,19 +114,29 @@ impl KafkaTransport {
     async fn send_in_batch<'t>(
         &self,
         reports: &Arc<BatchReports>,
-        known: &mut Option<(&'t str, u32)>,
+        known: &mut Option<(&'t str, Option<u32>)>,
         topic: &'t str,
         env: &Envelope,
     ) -> Result<(u64, Arc<DeliverySlot>)> {
         let partitions = match *known {
-            Some((t, partitions)) if t == topic => partitions,
+            Some((t, partitions)) if t == topic => partitions.ok_or_else(|| admin::missing(topic))?,
             _ => {
-                let partitions = match self.admin.cached_partition_count(topic) {
-                    Some(partitions) => partitions,
-                    None => self.admin.partition_count(topic).await?, // also checks the name
+                let found = match self.admin.cached_partition_count(topic) {
+                    Some(partitions) => Ok(partitions),
+                    None => self.admin.partition_count(topic).await, // also checks the name
                 };
-                *known = Some((topic, partitions));
-                partitions
+                match found {
+                    Ok(partitions) => {
+                        *known = Some((topic, Some(partitions)));
+                        partitions
+                    }
+                    Err(e) => {
+                        if e.kind() == onex_core::ErrorKind::NotFound {
+                            *known = Some((topic, None));
+                        }
+                        return Err(e);
+                    }
+                }
             }
         };
         self.check(topic, encoded_len(env), None, partitions)?;
