@@ -265,9 +265,10 @@ pub trait Transport: Send + Sync + 'static {
     /// envelope, in input order: one refused envelope (too large, its topic missing) fails
     /// alone. The default produces each run of consecutive envelopes to one topic in one
     /// [`Transport::produce`] (one transaction on sqlite), unencoded; a run that fails is sent
-    /// again an envelope at a time, so that each gets its own result. Kafka hands every
-    /// envelope to librdkafka before awaiting any report and wakes the caller once for the
-    /// batch.
+    /// again an envelope at a time, so that each gets its own result (a failed `produce` wrote
+    /// nothing). A run acknowledged with the wrong number of receipts is not sent again: each
+    /// of its envelopes gets a `Protocol` error. Kafka hands every envelope to librdkafka
+    /// before awaiting any report and wakes the caller once for the batch.
     fn produce_envelopes<'a>(&'a self, batch: &'a [(&'a str, &'a Envelope)]) -> BoxFuture<'a, Vec<Result<Receipt>>> {
         Box::pin(async move {
             let mut results = Vec::with_capacity(batch.len());
@@ -276,7 +277,14 @@ pub trait Transport: Send + Sync + 'static {
                 let records = run.iter().map(|(_, env)| ProduceRecord::from_envelope(Arc::new((*env).clone()))).collect();
                 match self.produce(topic, records).await {
                     Ok(receipts) if receipts.len() == run.len() => results.extend(receipts.into_iter().map(Ok)),
-                    _ => {
+                    Ok(receipts) => results.extend(run.iter().map(|_| {
+                        Err(onex_core::Error::protocol(format!(
+                            "the backend acknowledged {} records to topic {topic:?} with {} receipts",
+                            run.len(),
+                            receipts.len()
+                        )))
+                    })),
+                    Err(_) => {
                         for (topic, env) in run {
                             results.push(self.produce_envelope(topic, env).await);
                         }

@@ -1,7 +1,8 @@
 //! `BusPublisher::publish_envelopes`: one send for the batch, a result per envelope in
 //! order, a refused envelope failing alone, failures retried each, a missing topic created
-//! once, the breaker and `close` applying to every envelope, and a bus known only through the
-//! trait. The backend is the real memory transport wrapped to fail on demand.
+//! once, the breaker and `close` applying to every envelope, a bus known only through the
+//! trait, and a backend short of receipts. The backend is the real memory transport wrapped
+//! to fail on demand.
 //!
 //! `cargo test -p onex-bus --all-features --test publisher_batches`
 
@@ -189,4 +190,23 @@ async fn a_bus_known_only_through_the_trait_gets_each_envelope_in_order() {
     assert_eq!(offsets(results), [0, 1, 2, 3]);
     assert_eq!(bus.envelopes.load(Ordering::SeqCst), 4);
     assert_eq!(inner.admin().describe_topic(&topic).await.unwrap().retained(), 4);
+}
+
+#[tokio::test]
+async fn a_backend_short_of_receipts_is_an_error_not_a_resend() {
+    // Its records were written: sending them again would duplicate them.
+    let (t, bus) = setup();
+    let publisher = BusPublisher::builder(bus.clone()).retry(quick_retry(2)).build().unwrap();
+    let topic = unique_topic("short");
+    bus.ensure_topic(&topic).await.unwrap();
+    t.short_receipts.store(true, Ordering::SeqCst);
+    let results = publisher.publish_envelopes(&batch(3), Some(&topic)).await;
+    for r in results {
+        let err = r.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+        assert!(err.to_string().contains("3 records") && err.to_string().contains("2 receipts"), "{err}");
+    }
+    assert_eq!(t.produce_calls.load(Ordering::SeqCst), 1, "not sent again");
+    assert_eq!(bus.admin().describe_topic(&topic).await.unwrap().retained(), 3, "written once");
+    assert_eq!(publisher.metrics().events_failed, 3);
 }

@@ -16,8 +16,9 @@ use onex_core::resilience::RetryPolicy;
 use onex_core::{Envelope, Error, EventBus, HealthStatus, Receipt, Result, StartFrom, TopicAdmin};
 use tokio::sync::Semaphore;
 
-/// The memory transport, with produce failing the next N calls, failing always ("dead"), or
-/// waiting for a permit (to hold publishes in flight).
+/// The memory transport, with produce failing the next N calls, failing always ("dead"),
+/// waiting for a permit (to hold publishes in flight), or writing every record and leaving
+/// the last receipt out (a broken backend).
 #[derive(Debug)]
 pub struct Faulty {
     pub inner: MemoryTransport,
@@ -26,6 +27,7 @@ pub struct Faulty {
     pub gated: AtomicBool,
     pub gate: Semaphore,
     pub produce_calls: AtomicU32,
+    pub short_receipts: AtomicBool,
 }
 
 #[async_trait]
@@ -47,7 +49,11 @@ impl Transport for Faulty {
         if self.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
             return Err(Error::timeout("broker did not acknowledge", Duration::from_secs(1)));
         }
-        self.inner.produce(topic, records).await
+        let mut receipts = self.inner.produce(topic, records).await?;
+        if self.short_receipts.load(Ordering::SeqCst) {
+            receipts.pop();
+        }
+        Ok(receipts)
     }
     async fn consumer(&self, group: &str, topic: &str, start: StartFrom) -> Result<Box<dyn TransportConsumer>> {
         self.inner.consumer(group, topic, start).await
@@ -74,6 +80,7 @@ pub fn setup() -> (Arc<Faulty>, Arc<TransportBus>) {
         gated: AtomicBool::new(false),
         gate: Semaphore::new(0),
         produce_calls: AtomicU32::new(0),
+        short_receipts: AtomicBool::new(false),
     });
     let bus = Arc::new(TransportBus::new(t.clone()));
     (t, bus)
