@@ -278,6 +278,41 @@ impl TransportBus {
     ) -> impl std::future::Future<Output = Result<Receipt>> + 'a {
         self.core.resend_to_missing(topic, move |t| t.produce_envelope(topic, env))
     }
+
+    /// [`EventBus::publish_envelope`] of a batch, in one call to the transport
+    /// ([`Transport::produce_envelopes`]): a result per envelope, in order. As for one
+    /// envelope, a topic the transport says is missing is looked up again (created when
+    /// allowed); here once per topic, and its envelopes go again in one more call. While the
+    /// topic stays missing, each of its envelopes gets the lookup's error.
+    pub(crate) async fn publish_envelopes(&self, batch: &[(&str, &Envelope)]) -> Vec<Result<Receipt>> {
+        let mut results = self.core.transport.produce_envelopes(batch).await;
+        let missing: Vec<usize> = (0..results.len()).filter(|&i| is_missing_topic(&results[i])).collect();
+        let (mut forgotten, mut found, mut again) = (Vec::new(), Vec::new(), Vec::new());
+        for i in missing {
+            let topic = batch[i].0;
+            if !found.contains(&topic) {
+                if !forgotten.contains(&topic) {
+                    self.core.forget(topic);
+                    forgotten.push(topic);
+                }
+                // Not cached when it fails: each envelope of a topic still missing asks again
+                // and gets an error of its own.
+                if let Err(e) = self.core.ensure_topic(topic).await {
+                    results[i] = Err(e);
+                    continue;
+                }
+                found.push(topic);
+            }
+            again.push(i);
+        }
+        if !again.is_empty() {
+            let resend: Vec<(&str, &Envelope)> = again.iter().map(|&i| batch[i]).collect();
+            for (i, result) in again.into_iter().zip(self.core.transport.produce_envelopes(&resend).await) {
+                results[i] = self.core.forget_if_missing(batch[i].0, result);
+            }
+        }
+        results
+    }
 }
 
 #[async_trait]

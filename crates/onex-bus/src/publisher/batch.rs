@@ -11,9 +11,8 @@ use onex_core::resilience::BreakerPermit;
 use onex_core::{Envelope, Error, Receipt, Result};
 use tokio::time::Instant;
 
-use super::pending::{retry_failed, Attempt};
+use super::pending::retry_failed;
 use super::{closed_error, BusPublisher, InFlight, Inner};
-use crate::bus::is_missing_topic;
 use crate::TransportBus;
 
 impl BusPublisher {
@@ -23,7 +22,8 @@ impl BusPublisher {
     /// one refused envelope fails alone; what goes out together is the send. Envelopes are
     /// handed to the transport in order, so envelopes with one partition key keep their order
     /// on one topic; a failed envelope is retried after the batch, in order with the other
-    /// failed ones (as a retried single publish would land after later ones).
+    /// failed ones (as a retried single publish would land after later ones). A topic not yet
+    /// created costs one lookup for the whole batch, not one per envelope.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -63,7 +63,6 @@ impl BusPublisher {
         let mut firsts: Vec<Option<Result<Receipt>>> = envs.iter().map(|_| None).collect();
         let unrefused: Vec<usize> = (0..envs.len()).filter(|&i| refused[i].is_none()).collect();
         send_batch(inner, envs, &topics, &unrefused, &mut firsts).await;
-        resend_to_missing_topics(inner, envs, &topics, &mut firsts).await;
         // Every envelope sent in the batch took the batch's time.
         let elapsed = started.elapsed();
         let mut results = Vec::with_capacity(envs.len());
@@ -94,8 +93,8 @@ impl BusPublisher {
 }
 
 /// The first attempt of the envelopes at `indices`, each through the breaker, all in one
-/// send; each result goes to `firsts`. A `NotFound` (the topic missing) is not counted in the
-/// breaker: [`resend_to_missing_topics`] sends the envelope again.
+/// send (over a [`TransportBus`], which looks up a missing topic and sends to it again, as it
+/// does for one envelope); each result goes to `firsts`.
 async fn send_batch(inner: &Inner, envs: &[Envelope], topics: &[Cow<'_, str>], indices: &[usize], firsts: &mut [Option<Result<Receipt>>]) {
     let mut batch: Vec<(&str, &Envelope)> = Vec::with_capacity(indices.len());
     let mut sent: Vec<(usize, BreakerPermit)> = Vec::with_capacity(indices.len());
@@ -112,7 +111,7 @@ async fn send_batch(inner: &Inner, envs: &[Envelope], topics: &[Cow<'_, str>], i
         return;
     }
     let results = match inner.bus.as_any().and_then(|bus| bus.downcast_ref::<TransportBus>()) {
-        Some(bus) => bus.transport().produce_envelopes(&batch).await,
+        Some(bus) => bus.publish_envelopes(&batch).await,
         None => {
             let mut results = Vec::with_capacity(batch.len());
             for (topic, env) in &batch {
@@ -122,37 +121,7 @@ async fn send_batch(inner: &Inner, envs: &[Envelope], topics: &[Cow<'_, str>], i
         }
     };
     for ((i, permit), result) in sent.into_iter().zip(results) {
-        // Unrecorded, as a single publish's permit is before its resend.
-        if !is_missing_topic(&result) {
-            permit.record(&result);
-        }
+        permit.record(&result);
         firsts[i] = Some(result);
-    }
-}
-
-/// Envelopes whose topic a [`TransportBus`]'s transport said is missing: the first of each
-/// topic is sent again alone, by the attempt a single publish makes, which asks for the topic
-/// (created when allowed); once one lands, the rest of its topic go in one more batch. An
-/// envelope whose topic is still missing keeps its own error.
-async fn resend_to_missing_topics(inner: &Inner, envs: &[Envelope], topics: &[Cow<'_, str>], firsts: &mut [Option<Result<Receipt>>]) {
-    if !inner.bus.as_any().is_some_and(|bus| bus.is::<TransportBus>()) {
-        return;
-    }
-    let missing: Vec<usize> = (0..envs.len()).filter(|&i| firsts[i].as_ref().is_some_and(is_missing_topic)).collect();
-    let (mut found, mut rest): (Vec<&str>, Vec<usize>) = (Vec::new(), Vec::new());
-    for i in missing {
-        let topic = &*topics[i];
-        if found.contains(&topic) {
-            rest.push(i);
-            continue;
-        }
-        let result = Attempt::new(inner, &envs[i], topic).await;
-        if result.is_ok() {
-            found.push(topic);
-        }
-        firsts[i] = Some(result);
-    }
-    if !rest.is_empty() {
-        send_batch(inner, envs, topics, &rest, firsts).await;
     }
 }

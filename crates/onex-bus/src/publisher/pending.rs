@@ -183,7 +183,7 @@ pub(super) async fn retry_failed<'a>(
 /// Over a [`TransportBus`] the transport's pending receipt is held in place, not boxed by the
 /// trait, and a missing topic is looked up (created when allowed) and sent to again, as
 /// [`onex_core::EventBus::publish_envelope`] does. Any other bus gets the trait's call.
-pub(super) struct Attempt<'a> {
+struct Attempt<'a> {
     /// `None` once recorded, and when the breaker refused.
     permit: Option<BreakerPermit>,
     /// The bus to ask again after a `NotFound`; taken when asked.
@@ -194,7 +194,7 @@ pub(super) struct Attempt<'a> {
 }
 
 impl<'a> Attempt<'a> {
-    pub(super) fn new(inner: &'a Inner, env: &'a Envelope, topic: &'a str) -> Self {
+    fn new(inner: &'a Inner, env: &'a Envelope, topic: &'a str) -> Self {
         let permit = match inner.breaker.acquire() {
             Ok(permit) => permit,
             Err(e) => {
