@@ -62,25 +62,22 @@ impl DeliverySlot {
         Arc::new(DeliverySlot { batch: Some(batch.clone()), ..DeliverySlot::default() })
     }
 
-    /// The report of a slot whose batch has every report ([`BatchReports::all_reported`]).
-    pub(super) fn report(&self) -> Option<Report> {
-        self.take()
-    }
-
     /// The report, once there is one; registers the waker otherwise.
     pub(super) fn poll_report(&self, cx: &mut Context<'_>) -> Poll<Report> {
-        if let Some(r) = self.take() {
+        if let Some(r) = self.report() {
             return Poll::Ready(r);
         }
         self.waker.register(cx.waker());
         // The report may have landed between the first look and the registration.
-        match self.take() {
+        match self.report() {
             Some(r) => Poll::Ready(r),
             None => Poll::Pending,
         }
     }
 
-    fn take(&self) -> Option<Report> {
+    /// The report, if it is in (a batch reads its slots once all of them are:
+    /// [`BatchReports::all_reported`]).
+    pub(super) fn report(&self) -> Option<Report> {
         match self.state.load(Ordering::Acquire) {
             PENDING => None,
             DELIVERED => Some(Report::Delivered {
