@@ -22,6 +22,19 @@ impl Latencies {
         let _ = self.0.record(us);
     }
 
+    /// Records the latency since `t0`, when the record was timed.
+    pub fn sampled(&mut self, t0: Option<std::time::Instant>) {
+        if let Some(t0) = t0 {
+            self.record(t0.elapsed());
+        }
+    }
+
+    /// Latencies recorded.
+    #[cfg(test)]
+    pub(crate) fn count(&self) -> u64 {
+        self.0.len()
+    }
+
     /// Merges another recorder.
     pub fn merge(&mut self, other: &Latencies) {
         let _ = self.0.add(&other.0);
