@@ -18,7 +18,7 @@
 //!   is not measured on either side.
 //!
 //! Per-record latencies (`produce`, `produce-transport`, the raw `FutureProducer`) are
-//! sampled, one record in [`LATENCY_SAMPLE`], on every side alike: timing each record costs
+//! sampled, one record in 16, on every side alike: timing each record costs
 //! two clock reads the counting raw producer does not make.
 //!
 //! The raw baseline is the faster of two raw producers, each measured in the run: a
