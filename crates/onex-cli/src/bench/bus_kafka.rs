@@ -392,7 +392,7 @@ pub async fn run(brokers: &str, messages: u64) -> Result<Vec<ScenarioReport>, Er
         transport.admin().create_topic(TopicSpec::new(t.as_str(), PARTITIONS)).await?;
     }
     bus.ensure_topic(&ours_topic).await?;
-    let params = serde_json::json!({ "brokers": brokers, "messages": messages, "payload_bytes": 256, "partitions": PARTITIONS, "in_flight": IN_FLIGHT,
+    let params = serde_json::json!({ "brokers": brokers, "messages": messages, "payload_bytes": 256, "partitions": PARTITIONS, "in_flight": IN_FLIGHT, "latency_sample_one_in": LATENCY_SAMPLE,
         "producer": config.effective_producer_settings() });
 
     // Each side has a producer of its own, made and warmed up (one record to its topic)
