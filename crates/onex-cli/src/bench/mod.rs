@@ -12,7 +12,7 @@ pub mod schema;
 
 use onex_core::{Error, Result};
 
-pub use report::{Latencies, ScenarioReport, Side};
+pub use report::{CpuClock, Latencies, ScenarioReport, Side};
 
 use crate::cli::BenchArgs;
 
@@ -47,7 +47,7 @@ pub(crate) async fn run(args: BenchArgs, json: bool) -> Result<()> {
                 .brokers
                 .as_deref()
                 .ok_or_else(|| Error::config("bench bus-kafka needs --brokers HOST:PORT (or ONEX_KAFKA_BROKERS)"))?;
-            bus_kafka::run(brokers, args.messages.unwrap_or(200_000)).await?
+            bus_kafka::run(brokers, args.messages.unwrap_or(1_000_000)).await?
         }
         "publisher" => {
             let mut urls = args.bus.clone();
