@@ -7,7 +7,7 @@
 //!   producer (below) with up to 10,000 records in flight (the same key, value and headers,
 //!   headers built inside the timed loop as any raw writer must).
 //! - `bus-kafka/produce-batch`: [`BusPublisher::publish_envelopes`] of the same envelopes
-//!   in batches of 1,000, up to 10 batches (10,000 records) in flight, against the same raw
+//!   in batches of 250, up to 40 batches (10,000 records) in flight, against the same raw
 //!   run: the same per-envelope work, one send and one wake-up per batch.
 //! - `bus-kafka/produce-transport`: the transport alone (`KafkaTransport::produce` of the
 //!   same prebuilt records, one per call, ≤10,000 in flight) against the same raw run, to
@@ -20,6 +20,15 @@
 //! Per-record latencies (`produce`, `produce-transport`, the raw `FutureProducer`) are
 //! sampled, one record in 16, on every side alike: timing each record costs
 //! two clock reads the counting raw producer does not make.
+//!
+//! The produce reports' `params.process_cpu_us_per_record` give each side's CPU per record:
+//! the bench process's CPU time (the sending task and the client library's threads; the
+//! broker is another process) while that side ran, over its records. On a machine whose
+//! cores are all busy that decides the throughput, and it varies less from run to run.
+//!
+//! 1,000,000 records by default: with fewer, each run is short enough (~0.1 s at 200,000)
+//! that filling and draining the 10,000 in flight is a good part of it, which brings every
+//! side's throughput closer to the others' (decisions.md, "Twenty-seventh session").
 //!
 //! The raw baseline is the faster of two raw producers, each measured in the run: a
 //! `FutureProducer` (a oneshot channel per record) and a `ThreadedProducer` (a
@@ -58,13 +67,17 @@ use onex_core::envelope::encode_record;
 use onex_core::{Envelope, Error, EventBus, Record, Subscription, TopicSpec};
 
 use super::handled::HandledCount;
-use super::{payload_256, Latencies, ScenarioReport, Side};
+use super::{payload_256, CpuClock, Latencies, ScenarioReport, Side};
 
 const PARTITIONS: u32 = 4;
 const IN_FLIGHT: usize = 10_000;
 const KEYS: u64 = 64;
-/// Envelopes per `publish_envelopes` call in `bus-kafka/produce-batch`.
-const BATCH: usize = 1_000;
+/// Envelopes per `publish_envelopes` call in `bus-kafka/produce-batch`. A batch holds its
+/// whole size of the 10,000 in flight until its last record is acknowledged, where the raw
+/// producer frees a place per record: the smaller the batch, the fuller the window stays
+/// (1,000 kept it ~3 points of throughput lower than 250; decisions.md, "Twenty-seventh
+/// session").
+const BATCH: usize = 250;
 const PRODUCE_TARGET: f64 = 0.9;
 const CONSUME_TARGET: f64 = 0.8;
 const COMMIT_EVERY: Duration = Duration::from_millis(100);
@@ -98,7 +111,7 @@ fn fresh_topic(side: &str) -> String {
 async fn produce_ours(publisher: &BusPublisher, envs: &[Envelope], topic: &str, tally: &mut Tally) -> Result<(), Error> {
     let lat = &mut tally.lat;
     let mut pending = FuturesUnordered::new();
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), CpuClock::start());
     for (i, env) in envs.iter().enumerate() {
         if pending.len() >= IN_FLIGHT {
             let (t0, r): (Option<Instant>, Result<_, Error>) = pending.next().await.expect("non-empty");
@@ -114,7 +127,7 @@ async fn produce_ours(publisher: &BusPublisher, envs: &[Envelope], topic: &str, 
         r?;
         lat.sampled(t0);
     }
-    tally.add(envs.len(), started.elapsed());
+    tally.add(envs.len(), started.elapsed(), cpu.spent());
     Ok(())
 }
 
@@ -123,7 +136,7 @@ async fn produce_ours(publisher: &BusPublisher, envs: &[Envelope], topic: &str, 
 async fn produce_batches(publisher: &BusPublisher, envs: &[Envelope], topic: &str, tally: &mut Tally) -> Result<(), Error> {
     let lat = &mut tally.lat;
     let mut pending = FuturesUnordered::new();
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), CpuClock::start());
     for batch in envs.chunks(BATCH) {
         if pending.len() >= IN_FLIGHT / BATCH {
             let (t0, results): (Instant, Vec<Result<_, Error>>) = pending.next().await.expect("non-empty");
@@ -139,7 +152,7 @@ async fn produce_batches(publisher: &BusPublisher, envs: &[Envelope], topic: &st
         results.into_iter().try_for_each(|r| r.map(drop))?;
         lat.record(t0.elapsed());
     }
-    tally.add(envs.len(), started.elapsed());
+    tally.add(envs.len(), started.elapsed(), cpu.spent());
     Ok(())
 }
 
@@ -149,7 +162,7 @@ async fn produce_transport(transport: &KafkaTransport, records: &[Record], topic
     let owned: Vec<ProduceRecord> = records.iter().cloned().map(ProduceRecord::new).collect();
     let lat = &mut tally.lat;
     let mut pending = FuturesUnordered::new();
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), CpuClock::start());
     for (i, r) in owned.into_iter().enumerate() {
         if pending.len() >= IN_FLIGHT {
             let (t0, res): (Option<Instant>, Result<_, Error>) = pending.next().await.expect("non-empty");
@@ -165,7 +178,7 @@ async fn produce_transport(transport: &KafkaTransport, records: &[Record], topic
         res?;
         lat.sampled(t0);
     }
-    tally.add(records.len(), started.elapsed());
+    tally.add(records.len(), started.elapsed(), cpu.spent());
     Ok(())
 }
 
@@ -226,12 +239,12 @@ async fn threaded_producer(config: &KafkaConfig, topic: &str) -> Result<Arc<Coun
 async fn produce_threaded(producer: &Arc<CountingProducer>, records: &[Record], topic: &str, tally: &mut Tally) -> Result<(), Error> {
     let (producer, records, topic) = (producer.clone(), records.to_vec(), topic.to_string());
     let count = records.len();
-    let elapsed = tokio::task::spawn_blocking(move || {
+    let (elapsed, cpu) = tokio::task::spawn_blocking(move || {
         let ctx = producer.context();
         let reported = || ctx.delivered.load(Ordering::Relaxed) + ctx.failed.load(Ordering::Relaxed);
         let (failed_before, reported_before) = (ctx.failed.load(Ordering::Relaxed), reported());
         let pause = Duration::from_micros(200);
-        let started = Instant::now();
+        let (started, cpu) = (Instant::now(), CpuClock::start());
         let mut sent = 0u64;
         for r in &records {
             while sent - (reported() - reported_before) >= IN_FLIGHT as u64 {
@@ -254,20 +267,20 @@ async fn produce_threaded(producer: &Arc<CountingProducer>, records: &[Record], 
             std::thread::sleep(pause);
         }
         match ctx.failed.load(Ordering::Relaxed) - failed_before {
-            0 => Ok(started.elapsed()),
+            0 => Ok((started.elapsed(), cpu.spent())),
             n => Err(Error::unavailable(format!("raw threaded producer: {n} records failed"))),
         }
     })
     .await
     .map_err(|e| Error::shutdown(format!("raw threaded producer task failed: {e}")))??;
-    tally.add(count, elapsed);
+    tally.add(count, elapsed, cpu);
     Ok(())
 }
 
 async fn produce_raw(producer: &FutureProducer, records: &[Record], topic: &str, tally: &mut Tally) -> Result<(), Error> {
     let lat = &mut tally.lat;
     let mut pending = FuturesUnordered::new();
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), CpuClock::start());
     for (i, r) in records.iter().enumerate() {
         if pending.len() >= IN_FLIGHT {
             let (t0, d): (Option<Instant>, Result<_, _>) = pending.next().await.expect("non-empty");
@@ -294,22 +307,36 @@ async fn produce_raw(producer: &FutureProducer, records: &[Record], topic: &str,
         check_delivery(d)?;
         lat.sampled(t0);
     }
-    tally.add(records.len(), started.elapsed());
+    tally.add(records.len(), started.elapsed(), cpu.spent());
     Ok(())
 }
 
 /// The runs of one side of a produce scenario, added up.
-#[derive(Default)]
 struct Tally {
     count: u64,
     elapsed: Duration,
+    /// The bench process's CPU time during the runs (`None` where it is not read).
+    cpu: Option<Duration>,
     lat: Latencies,
 }
 
+impl Default for Tally {
+    fn default() -> Self {
+        Tally { count: 0, elapsed: Duration::ZERO, cpu: Some(Duration::ZERO), lat: Latencies::default() }
+    }
+}
+
 impl Tally {
-    fn add(&mut self, count: usize, elapsed: Duration) {
+    fn add(&mut self, count: usize, elapsed: Duration, cpu: Option<Duration>) {
         self.count += count as u64;
         self.elapsed += elapsed;
+        self.cpu = self.cpu.zip(cpu).map(|(total, run)| total + run);
+    }
+
+    /// The process's CPU time per record, in µs, rounded to 0.01.
+    fn cpu_us_per_record(&self) -> Option<f64> {
+        let cpu = self.cpu.filter(|_| self.count > 0)?;
+        Some((cpu.as_secs_f64() * 1e6 / self.count as f64 * 100.0).round() / 100.0)
     }
 
     fn side(&self, what: &str) -> Side {
@@ -437,6 +464,10 @@ pub async fn run(brokers: &str, messages: u64) -> Result<Vec<ScenarioReport>, Er
     let mut params = params;
     params["raw_future_producer_msg_s"] = serde_json::json!(future_raw.throughput);
     params["raw_threaded_producer_msg_s"] = serde_json::json!(threaded_raw.throughput);
+    params["process_cpu_us_per_record"] = serde_json::json!({
+        "ours": ours.cpu_us_per_record(), "batches": batches.cpu_us_per_record(), "transport": by_transport.cpu_us_per_record(),
+        "raw_future_producer": raw.cpu_us_per_record(), "raw_threaded_producer": raw_threaded.cpu_us_per_record(),
+    });
     // The baseline is whichever raw producer was faster in this run.
     let raw = if threaded_raw.throughput > future_raw.throughput { threaded_raw } else { future_raw };
     let ours =
@@ -445,7 +476,7 @@ pub async fn run(brokers: &str, messages: u64) -> Result<Vec<ScenarioReport>, Er
         "KafkaTransport::produce of prebuilt records, one per call, ≤10,000 in flight (one producer, 2 runs per round, mirrored order)",
     );
     let batches = batches.side(
-        "BusPublisher::publish_envelopes → KafkaTransport, batches of 1,000, ≤10,000 in flight, latency per batch (one producer, 2 runs per round, mirrored order)",
+        "BusPublisher::publish_envelopes → KafkaTransport, batches of 250, ≤10,000 in flight, latency per batch (one producer, 2 runs per round, mirrored order)",
     );
     let produce = ScenarioReport::new("bus-kafka/produce", ours, raw.clone(), PRODUCE_TARGET, params.clone());
     let produce_batch = ScenarioReport::new("bus-kafka/produce-batch", batches, raw.clone(), PRODUCE_TARGET, params.clone());
