@@ -505,6 +505,18 @@ mod tests {
         assert_eq!(lat.count(), 1);
     }
 
+    #[test]
+    fn a_sides_cpu_is_added_up_over_its_runs_and_unknown_if_any_run_was() {
+        use std::time::Duration;
+        let mut t = super::Tally::default();
+        assert_eq!(t.cpu_us_per_record(), None, "no records yet");
+        t.add(1_000, Duration::from_millis(10), Some(Duration::from_millis(3)));
+        t.add(1_000, Duration::from_millis(10), Some(Duration::from_millis(5)));
+        assert_eq!(t.cpu_us_per_record(), Some(4.0));
+        t.add(1_000, Duration::from_millis(10), None);
+        assert_eq!(t.cpu_us_per_record(), None);
+    }
+
     /// Runs the benchmark once against `ONEX_KAFKA_BROKERS` (default 127.0.0.1:9092):
     /// `cargo test -p onex-cli --release bus_kafka -- --ignored --nocapture`.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
