@@ -111,7 +111,7 @@ fn fresh_topic(side: &str) -> String {
 async fn produce_ours(publisher: &BusPublisher, envs: &[Envelope], topic: &str, tally: &mut Tally) -> Result<(), Error> {
     let lat = &mut tally.lat;
     let mut pending = FuturesUnordered::new();
-    let (started, cpu) = (Instant::now(), CpuClock::start());
+    let run = RunClock::start();
     for (i, env) in envs.iter().enumerate() {
         if pending.len() >= IN_FLIGHT {
             let (t0, r): (Option<Instant>, Result<_, Error>) = pending.next().await.expect("non-empty");
@@ -127,7 +127,7 @@ async fn produce_ours(publisher: &BusPublisher, envs: &[Envelope], topic: &str, 
         r?;
         lat.sampled(t0);
     }
-    tally.add(envs.len(), started.elapsed(), cpu.spent());
+    tally.add(envs.len(), run.stop());
     Ok(())
 }
 
@@ -136,7 +136,7 @@ async fn produce_ours(publisher: &BusPublisher, envs: &[Envelope], topic: &str, 
 async fn produce_batches(publisher: &BusPublisher, envs: &[Envelope], topic: &str, tally: &mut Tally) -> Result<(), Error> {
     let lat = &mut tally.lat;
     let mut pending = FuturesUnordered::new();
-    let (started, cpu) = (Instant::now(), CpuClock::start());
+    let run = RunClock::start();
     for batch in envs.chunks(BATCH) {
         if pending.len() >= IN_FLIGHT / BATCH {
             let (t0, results): (Instant, Vec<Result<_, Error>>) = pending.next().await.expect("non-empty");
@@ -152,7 +152,7 @@ async fn produce_batches(publisher: &BusPublisher, envs: &[Envelope], topic: &st
         results.into_iter().try_for_each(|r| r.map(drop))?;
         lat.record(t0.elapsed());
     }
-    tally.add(envs.len(), started.elapsed(), cpu.spent());
+    tally.add(envs.len(), run.stop());
     Ok(())
 }
 
@@ -162,7 +162,7 @@ async fn produce_transport(transport: &KafkaTransport, records: &[Record], topic
     let owned: Vec<ProduceRecord> = records.iter().cloned().map(ProduceRecord::new).collect();
     let lat = &mut tally.lat;
     let mut pending = FuturesUnordered::new();
-    let (started, cpu) = (Instant::now(), CpuClock::start());
+    let run = RunClock::start();
     for (i, r) in owned.into_iter().enumerate() {
         if pending.len() >= IN_FLIGHT {
             let (t0, res): (Option<Instant>, Result<_, Error>) = pending.next().await.expect("non-empty");
@@ -178,7 +178,7 @@ async fn produce_transport(transport: &KafkaTransport, records: &[Record], topic
         res?;
         lat.sampled(t0);
     }
-    tally.add(records.len(), started.elapsed(), cpu.spent());
+    tally.add(records.len(), run.stop());
     Ok(())
 }
 
@@ -239,12 +239,12 @@ async fn threaded_producer(config: &KafkaConfig, topic: &str) -> Result<Arc<Coun
 async fn produce_threaded(producer: &Arc<CountingProducer>, records: &[Record], topic: &str, tally: &mut Tally) -> Result<(), Error> {
     let (producer, records, topic) = (producer.clone(), records.to_vec(), topic.to_string());
     let count = records.len();
-    let (elapsed, cpu) = tokio::task::spawn_blocking(move || {
+    let time = tokio::task::spawn_blocking(move || {
         let ctx = producer.context();
         let reported = || ctx.delivered.load(Ordering::Relaxed) + ctx.failed.load(Ordering::Relaxed);
         let (failed_before, reported_before) = (ctx.failed.load(Ordering::Relaxed), reported());
         let pause = Duration::from_micros(200);
-        let (started, cpu) = (Instant::now(), CpuClock::start());
+        let run = RunClock::start();
         let mut sent = 0u64;
         for r in &records {
             while sent - (reported() - reported_before) >= IN_FLIGHT as u64 {
@@ -267,20 +267,20 @@ async fn produce_threaded(producer: &Arc<CountingProducer>, records: &[Record], 
             std::thread::sleep(pause);
         }
         match ctx.failed.load(Ordering::Relaxed) - failed_before {
-            0 => Ok((started.elapsed(), cpu.spent())),
+            0 => Ok(run.stop()),
             n => Err(Error::unavailable(format!("raw threaded producer: {n} records failed"))),
         }
     })
     .await
     .map_err(|e| Error::shutdown(format!("raw threaded producer task failed: {e}")))??;
-    tally.add(count, elapsed, cpu);
+    tally.add(count, time);
     Ok(())
 }
 
 async fn produce_raw(producer: &FutureProducer, records: &[Record], topic: &str, tally: &mut Tally) -> Result<(), Error> {
     let lat = &mut tally.lat;
     let mut pending = FuturesUnordered::new();
-    let (started, cpu) = (Instant::now(), CpuClock::start());
+    let run = RunClock::start();
     for (i, r) in records.iter().enumerate() {
         if pending.len() >= IN_FLIGHT {
             let (t0, d): (Option<Instant>, Result<_, _>) = pending.next().await.expect("non-empty");
@@ -307,8 +307,30 @@ async fn produce_raw(producer: &FutureProducer, records: &[Record], topic: &str,
         check_delivery(d)?;
         lat.sampled(t0);
     }
-    tally.add(records.len(), started.elapsed(), cpu.spent());
+    tally.add(records.len(), run.stop());
     Ok(())
+}
+
+/// The wall and CPU time of one run of a side, from [`RunClock::start`].
+struct RunClock {
+    started: Instant,
+    cpu: CpuClock,
+}
+
+/// What [`RunClock::stop`] read: the run's wall time, and the process's CPU time during it.
+struct RunTime {
+    elapsed: Duration,
+    cpu: Option<Duration>,
+}
+
+impl RunClock {
+    fn start() -> Self {
+        RunClock { started: Instant::now(), cpu: CpuClock::start() }
+    }
+
+    fn stop(&self) -> RunTime {
+        RunTime { elapsed: self.started.elapsed(), cpu: self.cpu.spent() }
+    }
 }
 
 /// The runs of one side of a produce scenario, added up.
@@ -327,10 +349,10 @@ impl Default for Tally {
 }
 
 impl Tally {
-    fn add(&mut self, count: usize, elapsed: Duration, cpu: Option<Duration>) {
+    fn add(&mut self, count: usize, run: RunTime) {
         self.count += count as u64;
-        self.elapsed += elapsed;
-        self.cpu = self.cpu.zip(cpu).map(|(total, run)| total + run);
+        self.elapsed += run.elapsed;
+        self.cpu = self.cpu.zip(run.cpu).map(|(total, cpu)| total + cpu);
     }
 
     /// The process's CPU time per record, in µs, rounded to 0.01.
@@ -510,10 +532,11 @@ mod tests {
         use std::time::Duration;
         let mut t = super::Tally::default();
         assert_eq!(t.cpu_us_per_record(), None, "no records yet");
-        t.add(1_000, Duration::from_millis(10), Some(Duration::from_millis(3)));
-        t.add(1_000, Duration::from_millis(10), Some(Duration::from_millis(5)));
+        let run = |cpu_ms: Option<u64>| super::RunTime { elapsed: Duration::from_millis(10), cpu: cpu_ms.map(Duration::from_millis) };
+        t.add(1_000, run(Some(3)));
+        t.add(1_000, run(Some(5)));
         assert_eq!(t.cpu_us_per_record(), Some(4.0));
-        t.add(1_000, Duration::from_millis(10), None);
+        t.add(1_000, run(None));
         assert_eq!(t.cpu_us_per_record(), None);
     }
 
