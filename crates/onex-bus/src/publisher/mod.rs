@@ -31,6 +31,7 @@ mod batch;
 mod envelope;
 mod metrics;
 mod pending;
+mod pipeline;
 mod router;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -46,6 +47,7 @@ use tokio::time::Instant;
 
 use self::metrics::Counters;
 pub use self::pending::PendingPublish;
+pub use self::pipeline::PublishPipeline;
 pub use self::router::TopicRouter;
 
 /// Builds a [`BusPublisher`]; every setting has a default.

@@ -68,6 +68,25 @@ impl<'a> PendingPublish<'a> {
         Self { state: State::Start { inner, env, topic } }
     }
 
+    /// Starts the publish now rather than on its first poll: over Kafka the record is with
+    /// librdkafka when this returns ([`super::PublishPipeline`] starts each publish it keeps
+    /// this way, so a publish nobody polls yet is already sent).
+    pub(super) fn begin_now(self) -> Self {
+        match self.state {
+            State::Start { inner, env, topic } => Self::begin(inner, env, topic),
+            state => Self { state },
+        }
+    }
+
+    /// Waiting for a receipt that needs no poll to arrive (a Kafka delivery report): it can
+    /// be left unpolled until its result is wanted.
+    pub(super) fn waits_in_place(&self) -> bool {
+        match &self.state {
+            State::First { attempt, .. } => attempt.waits_in_place(),
+            _ => false,
+        }
+    }
+
     /// What [`Self::start`] does on the first poll: counts the publish in flight (or refuses
     /// it, when the publisher is closed), starts its clock and routes it.
     fn begin(inner: &'a Inner, env: &'a Envelope, topic: Option<&'a str>) -> Self {
@@ -207,6 +226,17 @@ impl<'a> Attempt<'a> {
             None => (None, PendingReceipt::Boxed(inner.bus.publish_envelope(env, topic))),
         };
         Self { permit: Some(permit), missing_topic, env, topic, pending }
+    }
+}
+
+impl Attempt<'_> {
+    /// See [`PendingPublish::waits_in_place`]: a Kafka record librdkafka took, through the breaker.
+    fn waits_in_place(&self) -> bool {
+        #[cfg(feature = "kafka")]
+        if self.permit.is_some() && matches!(self.pending, PendingReceipt::Kafka(_)) {
+            return true;
+        }
+        false
     }
 }
 
