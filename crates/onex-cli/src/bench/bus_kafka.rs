@@ -6,6 +6,9 @@
 //!   metrics, transport) with up to 10,000 publishes in flight, against the faster raw
 //!   producer (below) with up to 10,000 records in flight (the same key, value and headers,
 //!   headers built inside the timed loop as any raw writer must).
+//! - `bus-kafka/produce-pipeline`: the same single publishes through [`BusPublisher::pipeline`],
+//!   ≤10,000 in flight, results taken in push order: only the oldest publish is polled, so a
+//!   record waiting for its report is woken by nobody until then.
 //! - `bus-kafka/produce-batch`: [`BusPublisher::publish_envelopes`] of the same envelopes
 //!   in batches of 250, up to 40 batches (10,000 records) in flight, against the same raw
 //!   run: the same per-envelope work, one send and one wake-up per batch.
@@ -31,7 +34,8 @@
 //! side's throughput closer to the others' (decisions.md, "Twenty-seventh session").
 //!
 //! The raw baseline is the faster of two raw producers, each measured in the run: a
-//! `FutureProducer` (a oneshot channel per record) and a `ThreadedProducer` (a
+//! `FutureProducer` (a oneshot channel per record; its delivery futures awaited oldest first,
+//! which costs less than a `FuturesUnordered` of them) and a `ThreadedProducer` (a
 //! `BaseProducer` with librdkafka's polling thread, which the transport also uses, with one
 //! shared slot per record) whose delivery callback only counts, with the sending thread
 //! sleeping while 10,000 are in flight. The second has no per-record future at all, and on
@@ -39,8 +43,8 @@
 //! produce reports' `params`.
 //!
 //! The records are sent in 4 rounds of one slice each, and in each round every produce side
-//! sends its slice twice in mirrored order (raw, threaded raw, transport, ours, batches,
-//! batches, ours, transport, threaded raw, raw): the broker slows as it fills and has slow
+//! sends its slice twice in mirrored order (raw, threaded raw, transport, ours, pipeline,
+//! batches, batches, pipeline, ours, transport, threaded raw, raw): the broker slows as it fills and has slow
 //! spells, and a few long runs in a fixed order hand the advantage to whoever runs at the
 //! right time. Each side keeps one producer of its own for both runs (ours, the batches and
 //! the transport a `KafkaTransport` each), because a new librdkafka producer is faster than
@@ -489,9 +493,8 @@ pub async fn run(brokers: &str, messages: u64) -> Result<Vec<ScenarioReport>, Er
     let raw_producer = raw_producer(&config, &raw_topic).await?;
     let threaded = threaded_producer(&config, &threaded_topic).await?;
     // The broker slows down as it stores more, so whoever runs first wins. Each side runs
-    // twice per round in mirrored order (raw, threaded raw, transport, ours, batches,
-    // batches, ours, transport, threaded raw, raw) and its runs are added up: a steady drift then costs every side the
-    // same. The records go in ROUNDS slices, each sent twice by every side within one round:
+    // twice per round in mirrored order (see the module's doc) and its runs are added up: a
+    // steady drift then costs every side the same. The records go in ROUNDS slices, each sent twice by every side within one round:
     // a slow spell of the broker then lands on every side alike instead of on whoever runs
     // during it.
     let (mut raw, mut by_transport, mut ours) = (Tally::default(), Tally::default(), Tally::default());
