@@ -10,17 +10,16 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use onex_bus::publisher::BusPublisher;
 use onex_bus::testing::unique_topic;
 use onex_bus::{BusConfig, TransportBus};
 use onex_core::resilience::{BreakerConfig, RetryPolicy};
-use onex_core::{Envelope, Error, ErrorKind, EventBus, EventPublisher, PayloadValidator, Result};
+use onex_core::{Envelope, ErrorKind, EventBus, EventPublisher, Result};
 
 mod publisher_support;
 
-use publisher_support::{quick_retry, setup, ThroughTheTrait};
+use publisher_support::{quick_retry, setup, RefuseBad, ThroughTheTrait};
 
 /// `n` envelopes with one partition key, so that their order on the topic is their offsets'.
 fn batch(n: usize) -> Vec<Envelope> {
@@ -52,20 +51,6 @@ async fn a_batch_is_one_send_with_a_result_per_envelope_in_order() {
     let env = Envelope::new("batch.routed.v1", &1).unwrap();
     let results = publisher.publish_envelopes(std::slice::from_ref(&env), None).await;
     assert_eq!(results[0].as_ref().unwrap().topic, "batch.routed.v1");
-}
-
-/// Refuses payloads that carry `"bad"`.
-#[derive(Debug)]
-struct RefuseBad;
-
-#[async_trait]
-impl PayloadValidator for RefuseBad {
-    async fn validate_payload(&self, _topic: &str, payload: &[u8]) -> Result<()> {
-        if payload.windows(5).any(|w| w == b"\"bad\"") {
-            return Err(Error::rejected("payload says \"bad\""));
-        }
-        Ok(())
-    }
 }
 
 #[tokio::test]

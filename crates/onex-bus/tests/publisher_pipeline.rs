@@ -9,16 +9,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use onex_bus::publisher::{BusPublisher, PublishPipeline};
 use onex_bus::testing::unique_topic;
 use onex_core::resilience::BreakerConfig;
-use onex_core::{Envelope, Error, ErrorKind, EventPublisher, PayloadValidator, Receipt, Result};
+use onex_core::{Envelope, Error, ErrorKind, EventPublisher, Receipt, Result};
 
 mod publisher_support;
 
-use publisher_support::{quick_retry, setup};
+use publisher_support::{quick_retry, setup, RefuseBad};
 
 /// `n` envelopes with one partition key, so that their order on the topic is their offsets'.
 fn envelopes(n: usize) -> Vec<Envelope> {
@@ -67,20 +66,6 @@ async fn results_come_back_in_push_order_with_no_more_than_the_limit_in_flight()
     assert!(pipeline.is_empty());
     let m = publisher.metrics();
     assert_eq!((m.events_published, m.events_failed), (3, 0));
-}
-
-/// Refuses payloads that carry `"bad"`.
-#[derive(Debug)]
-struct RefuseBad;
-
-#[async_trait]
-impl PayloadValidator for RefuseBad {
-    async fn validate_payload(&self, _topic: &str, payload: &[u8]) -> Result<()> {
-        if payload.windows(5).any(|w| w == b"\"bad\"") {
-            return Err(Error::rejected("payload says \"bad\""));
-        }
-        Ok(())
-    }
 }
 
 #[tokio::test]

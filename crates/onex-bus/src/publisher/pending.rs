@@ -227,9 +227,7 @@ impl<'a> Attempt<'a> {
         };
         Self { permit: Some(permit), missing_topic, env, topic, pending }
     }
-}
 
-impl Attempt<'_> {
     /// See [`PendingPublish::waits_in_place`]: a Kafka record librdkafka took, through the breaker.
     fn waits_in_place(&self) -> bool {
         #[cfg(feature = "kafka")]

@@ -5,8 +5,8 @@
 //! cross-thread wake of its task when the record's report lands. A pipeline hands results
 //! back in push order instead, so only the oldest publish needs a waker: a Kafka record
 //! waiting for its delivery report sits in place and is woken by nobody until it is the
-//! oldest. Measured in `onex bench bus-kafka` that cut the CPU per record from ~1.4 to
-//! ~1.1 times a raw `ThreadedProducer`'s (docs/decisions.md, "Twenty-eighth session").
+//! oldest. Measured in `onex bench bus-kafka` that cut the CPU per record from ~1.3–1.5 to
+//! ~1.1–1.25 times a raw `ThreadedProducer`'s (docs/decisions.md, "Twenty-eighth session").
 //! A publish that needs driving before its report (validation, a missing topic, a backend
 //! without in-place receipts: memory, sqlite) runs in a `FuturesUnordered` of its own.
 
@@ -29,7 +29,9 @@ use super::BusPublisher;
 /// and then returns the oldest publish's result; [`Self::next`] returns the rest. A result
 /// is taken once, in push order, so the n-th result is the n-th push's. The oldest publish
 /// holds back the results of later ones until it is done (its retries too), as the oldest
-/// record in flight holds back a raw producer's window.
+/// record in flight holds back a raw producer's window. A Kafka publish waiting in place
+/// is recorded in the publisher's metrics when its result is taken, and counts in flight
+/// for [`onex_core::EventPublisher::close`] until then.
 ///
 /// Over Kafka, a publish to a topic whose partition count the transport knows goes to
 /// librdkafka when pushed, so records with one partition key land in push order. A publish

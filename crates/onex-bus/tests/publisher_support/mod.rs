@@ -13,7 +13,7 @@ use onex_bus::memory::MemoryTransport;
 use onex_bus::transport::{ProduceRecord, Transport, TransportConsumer, TransportFeatures};
 use onex_bus::TransportBus;
 use onex_core::resilience::RetryPolicy;
-use onex_core::{Envelope, Error, EventBus, HealthStatus, Receipt, Result, StartFrom, TopicAdmin};
+use onex_core::{Envelope, Error, EventBus, HealthStatus, PayloadValidator, Receipt, Result, StartFrom, TopicAdmin};
 use tokio::sync::Semaphore;
 
 /// The memory transport, with produce failing the next N calls, failing always ("dead"),
@@ -142,5 +142,19 @@ impl EventBus for ThroughTheTrait {
     }
     fn backend(&self) -> &str {
         self.inner.backend()
+    }
+}
+
+/// Refuses payloads that carry `"bad"`.
+#[derive(Debug)]
+pub struct RefuseBad;
+
+#[async_trait]
+impl PayloadValidator for RefuseBad {
+    async fn validate_payload(&self, _topic: &str, payload: &[u8]) -> Result<()> {
+        if payload.windows(5).any(|w| w == b"\"bad\"") {
+            return Err(Error::rejected("payload says \"bad\""));
+        }
+        Ok(())
     }
 }
