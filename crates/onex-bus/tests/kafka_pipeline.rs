@@ -136,3 +136,31 @@ async fn a_refused_publish_fails_in_its_own_place() {
     assert_eq!((m.events_published, m.events_failed), (39, 1));
     let _ = bus.admin().delete_topic(&topic).await;
 }
+
+/// Once the topic's partition count is known, a pushed record waits for its report in place:
+/// none of them goes to the set of publishes the pipeline has to poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn records_to_a_known_topic_wait_in_place() {
+    if require_broker().is_none() {
+        return;
+    }
+    let t = transport("").await;
+    let topic = unique_topic("kafka-pipeline-in-place");
+    let bus = Arc::new(TransportBus::with_config(t.clone(), BusConfig { default_partitions: 2, ..BusConfig::default() }));
+    let publisher = BusPublisher::new(bus.clone()).unwrap();
+    let envs = envelopes(51);
+    publisher.publish_envelope(&envs[0], Some(&topic)).await.expect("the topic is created and looked up");
+    let mut pipeline = publisher.pipeline(100);
+    for env in &envs[1..] {
+        assert!(pipeline.push(env, Some(&topic)).await.is_none());
+    }
+    let state = format!("{pipeline:?}");
+    assert!(state.contains("in_flight: 50") && state.contains("driven: 0"), "{state}");
+    let mut n = 0;
+    while let Some(r) = pipeline.next().await {
+        r.expect("published");
+        n += 1;
+    }
+    assert_eq!(n, 50);
+    let _ = bus.admin().delete_topic(&topic).await;
+}

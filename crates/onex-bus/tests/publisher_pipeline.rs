@@ -50,6 +50,8 @@ async fn results_come_back_in_push_order_with_no_more_than_the_limit_in_flight()
     assert!(pipeline.push(&envs[1], Some(&topic)).await.is_none());
     assert_eq!(t.produce_calls.load(Ordering::SeqCst), 2, "each publish is on its way when push returns");
     assert_eq!(pipeline.len(), 2);
+    let state = format!("{pipeline:?}");
+    assert!(state.contains("driven: 2"), "memory receipts are futures the pipeline polls: {state}");
 
     // Full, and the backend holds both: a third push waits for the oldest.
     let waited = tokio::time::timeout(Duration::from_millis(100), pipeline.push(&envs[2], Some(&topic))).await;
