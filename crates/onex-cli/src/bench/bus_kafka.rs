@@ -44,10 +44,10 @@
 //!
 //! The records are sent in 4 rounds of one slice each, and in each round every produce side
 //! sends its slice twice in mirrored order (raw, threaded raw, transport, ours, pipeline,
-//! batches, batches, pipeline, ours, transport, threaded raw, raw): the broker slows as it fills and has slow
-//! spells, and a few long runs in a fixed order hand the advantage to whoever runs at the
-//! right time. Each side keeps one producer of its own for both runs (ours, the batches and
-//! the transport a `KafkaTransport` each), because a new librdkafka producer is faster than
+//! batches, batches, pipeline, ours, transport, threaded raw, raw): the broker slows as it
+//! fills and has slow spells, and a few long runs in a fixed order hand the advantage to
+//! whoever runs at the right time. Each side keeps one producer of its own for both runs
+//! (ours, the pipeline, the batches and the transport a `KafkaTransport` each), because a new librdkafka producer is faster than
 //! one that has worked a while.
 
 use std::sync::atomic::{AtomicU64, Ordering};
