@@ -125,8 +125,9 @@ pub struct ScenarioReport {
     pub baseline: Side,
     /// ours.throughput / baseline.throughput.
     pub ratio: f64,
-    /// The ratio the issue asks for.
-    pub target: f64,
+    /// The ratio the issue asks for; `None` for a diagnostic, a scenario that shows where a
+    /// cost lies rather than measuring what an issue asks for.
+    pub target: Option<f64>,
     /// Free-form facts (payload size, partitions, concurrency).
     pub params: serde_json::Value,
 }
@@ -135,7 +136,21 @@ impl ScenarioReport {
     /// Builds a report, computing the ratio.
     pub fn new(scenario: impl Into<String>, ours: Side, baseline: Side, target: f64, params: serde_json::Value) -> Self {
         let ratio = if baseline.throughput > 0.0 { ours.throughput / baseline.throughput } else { 0.0 };
-        ScenarioReport { scenario: scenario.into(), ours, baseline, ratio, target, params }
+        ScenarioReport { scenario: scenario.into(), ours, baseline, ratio, target: Some(target), params }
+    }
+
+    /// A diagnostic: a report like [`Self::new`]'s, with no target to meet.
+    pub fn diagnostic(scenario: impl Into<String>, ours: Side, baseline: Side, params: serde_json::Value) -> Self {
+        ScenarioReport { target: None, ..Self::new(scenario, ours, baseline, 0.0, params) }
+    }
+
+    /// The ratio against the target, as the readable report words it.
+    fn verdict(&self) -> String {
+        match self.target {
+            Some(target) if self.ratio >= target => format!("target {target:.2}: meets"),
+            Some(target) => format!("target {target:.2}: BELOW"),
+            None => "a diagnostic, no target".to_string(),
+        }
     }
 
     /// Prints the report: one JSON object per line with `json`, a readable block otherwise.
@@ -143,7 +158,6 @@ impl ScenarioReport {
         if json {
             println!("{}", serde_json::to_string(self).expect("report serializes"));
         } else {
-            let verdict = if self.ratio >= self.target { "meets" } else { "BELOW" };
             println!("{}  ({})", self.scenario, self.params);
             for (name, s) in [("ours", &self.ours), ("baseline", &self.baseline)] {
                 println!(
@@ -151,14 +165,29 @@ impl ScenarioReport {
                     s.throughput, s.unit, s.p50_ms, s.p99_ms, s.count, s.elapsed_s, s.what
                 );
             }
-            println!("  ratio     {:.3} (target {:.2}: {verdict})", self.ratio, self.target);
+            println!("  ratio     {:.3} ({})", self.ratio, self.verdict());
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::CpuClock;
+    use std::time::Duration;
+
+    use super::{CpuClock, Latencies, ScenarioReport, Side};
+
+    #[test]
+    fn a_report_meets_its_target_or_is_below_it_and_a_diagnostic_has_none() {
+        let side = |n| Side::new("x", n, Duration::from_secs(1), "msg/s", &Latencies::default());
+        let report = |ours, target| ScenarioReport::new("s", side(ours), side(100), target, serde_json::Value::Null);
+        assert_eq!(report(90, 0.9).verdict(), "target 0.90: meets");
+        assert_eq!(report(89, 0.9).verdict(), "target 0.90: BELOW");
+        let diagnostic = ScenarioReport::diagnostic("d", side(50), side(100), serde_json::Value::Null);
+        assert_eq!((diagnostic.ratio, diagnostic.verdict().as_str()), (0.5, "a diagnostic, no target"));
+        let json = serde_json::to_value(&diagnostic).unwrap();
+        assert_eq!((json["target"].clone(), json["ratio"].clone()), (serde_json::Value::Null, serde_json::json!(0.5)));
+        assert_eq!(serde_json::to_value(report(90, 0.9)).unwrap()["target"], serde_json::json!(0.9));
+    }
 
     #[test]
     #[cfg(target_os = "linux")]
