@@ -466,19 +466,19 @@ pub async fn run(brokers: &str, messages: u64) -> Result<Vec<ScenarioReport>, Er
     let publisher = BusPublisher::new(bus.clone())?;
     let envs = envelopes(messages)?;
     let records: Vec<Record> = envs.iter().map(encode_record).collect();
-    let (ours_topic, raw_topic, transport_topic, threaded_topic, batch_topic, pipeline_topic) = (
-        fresh_topic("ours"),
+    let (concurrent_topic, raw_topic, transport_topic, threaded_topic, batch_topic, pipeline_topic) = (
+        fresh_topic("concurrent"),
         fresh_topic("raw"),
         fresh_topic("transport"),
         fresh_topic("threaded"),
         fresh_topic("batch"),
         fresh_topic("pipeline"),
     );
-    let topics = [&ours_topic, &raw_topic, &transport_topic, &threaded_topic, &batch_topic, &pipeline_topic];
+    let topics = [&concurrent_topic, &raw_topic, &transport_topic, &threaded_topic, &batch_topic, &pipeline_topic];
     for t in topics {
         transport.admin().create_topic(TopicSpec::new(t.as_str(), PARTITIONS)).await?;
     }
-    bus.ensure_topic(&ours_topic).await?;
+    bus.ensure_topic(&concurrent_topic).await?;
     let params = serde_json::json!({ "brokers": brokers, "messages": messages, "payload_bytes": 256, "partitions": PARTITIONS, "in_flight": IN_FLIGHT, "latency_sample_one_in": LATENCY_SAMPLE,
         "producer": config.effective_producer_settings() });
 
@@ -490,7 +490,7 @@ pub async fn run(brokers: &str, messages: u64) -> Result<Vec<ScenarioReport>, Er
     let batch_bus = TransportBus::new(KafkaTransport::connect(config.clone()).await?);
     let batch_publisher = BusPublisher::new(Arc::new(batch_bus))?;
     let pipeline_publisher = BusPublisher::new(Arc::new(TransportBus::new(KafkaTransport::connect(config.clone()).await?)))?;
-    publisher.publish_envelope(&envs[0], Some(&ours_topic)).await?;
+    publisher.publish_envelope(&envs[0], Some(&concurrent_topic)).await?;
     batch_publisher.publish_envelope(&envs[0], Some(&batch_topic)).await?;
     pipeline_publisher.publish_envelope(&envs[0], Some(&pipeline_topic)).await?;
     direct.produce(&transport_topic, vec![ProduceRecord::new(records[0].clone())]).await?;
@@ -508,12 +508,12 @@ pub async fn run(brokers: &str, messages: u64) -> Result<Vec<ScenarioReport>, Er
         produce_raw(&raw_producer, records, &raw_topic, &mut raw).await?;
         produce_threaded(&threaded, records, &threaded_topic, &mut raw_threaded).await?;
         produce_transport(&direct, records, &transport_topic, &mut by_transport).await?;
-        produce_concurrent(&publisher, envs, &ours_topic, &mut concurrent).await?;
+        produce_concurrent(&publisher, envs, &concurrent_topic, &mut concurrent).await?;
         produce_pipeline(&pipeline_publisher, envs, &pipeline_topic, &mut pipelined).await?;
         produce_batches(&batch_publisher, envs, &batch_topic, &mut batches).await?;
         produce_batches(&batch_publisher, envs, &batch_topic, &mut batches).await?;
         produce_pipeline(&pipeline_publisher, envs, &pipeline_topic, &mut pipelined).await?;
-        produce_concurrent(&publisher, envs, &ours_topic, &mut concurrent).await?;
+        produce_concurrent(&publisher, envs, &concurrent_topic, &mut concurrent).await?;
         produce_transport(&direct, records, &transport_topic, &mut by_transport).await?;
         produce_threaded(&threaded, records, &threaded_topic, &mut raw_threaded).await?;
         produce_raw(&raw_producer, records, &raw_topic, &mut raw).await?;
@@ -552,7 +552,7 @@ pub async fn run(brokers: &str, messages: u64) -> Result<Vec<ScenarioReport>, Er
 
     // Each topic holds two runs and one warm-up record.
     let raw = consume_raw(&config, &raw_topic, 2 * messages + 1).await?;
-    let ours = consume_ours(&bus, &ours_topic, 2 * messages + 1).await?;
+    let ours = consume_ours(&bus, &concurrent_topic, 2 * messages + 1).await?;
     let consume = ScenarioReport::new("bus-kafka/consume", ours, raw, CONSUME_TARGET, params);
 
     for t in topics {
