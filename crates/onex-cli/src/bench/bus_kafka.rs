@@ -32,6 +32,10 @@
 //! the bench process's CPU time (the sending task and the client library's threads; the
 //! broker is another process) while that side ran, over its records. On a machine whose
 //! cores are all busy that decides the throughput, and it varies less from run to run.
+//! `params.sending_thread_cpu_us_per_record` is the part of it spent by the thread that
+//! sends and completes the records (the bench's task, or the raw `ThreadedProducer`'s
+//! sending thread): the caller's and the library's own work, apart from what librdkafka's
+//! threads do, which moves with the broker's pace.
 //!
 //! 1,000,000 records by default: with fewer, each run is short enough (~0.1 s at 200,000)
 //! that filling and draining the 10,000 in flight is a good part of it, which brings every
@@ -343,25 +347,29 @@ async fn produce_raw(producer: &FutureProducer, records: &[Record], topic: &str,
     Ok(())
 }
 
-/// The wall and CPU time of one run of a side, from [`RunClock::start`].
+/// The wall and CPU time of one run of a side, from [`RunClock::start`]: started and
+/// stopped on the side's sending thread.
 struct RunClock {
     started: Instant,
     cpu: CpuClock,
+    thread: CpuClock,
 }
 
-/// What [`RunClock::stop`] read: the run's wall time, and the process's CPU time during it.
+/// What [`RunClock::stop`] read: the run's wall time, and the CPU time during it of the
+/// process and of the sending thread.
 struct RunTime {
     elapsed: Duration,
     cpu: Option<Duration>,
+    thread_cpu: Option<Duration>,
 }
 
 impl RunClock {
     fn start() -> Self {
-        RunClock { started: Instant::now(), cpu: CpuClock::start() }
+        RunClock { started: Instant::now(), cpu: CpuClock::start(), thread: CpuClock::start_thread() }
     }
 
     fn stop(&self) -> RunTime {
-        RunTime { elapsed: self.started.elapsed(), cpu: self.cpu.spent() }
+        RunTime { elapsed: self.started.elapsed(), cpu: self.cpu.spent(), thread_cpu: self.thread.spent() }
     }
 }
 
@@ -371,25 +379,39 @@ struct Tally {
     elapsed: Duration,
     /// The bench process's CPU time during the runs (`None` where it is not read).
     cpu: Option<Duration>,
+    /// The sending thread's part of it.
+    thread_cpu: Option<Duration>,
     lat: Latencies,
 }
 
 impl Default for Tally {
     fn default() -> Self {
-        Tally { count: 0, elapsed: Duration::ZERO, cpu: Some(Duration::ZERO), lat: Latencies::default() }
+        let zero = Some(Duration::ZERO);
+        Tally { count: 0, elapsed: Duration::ZERO, cpu: zero, thread_cpu: zero, lat: Latencies::default() }
     }
 }
 
 impl Tally {
     fn add(&mut self, count: usize, run: RunTime) {
+        let sum = |total: Option<Duration>, more: Option<Duration>| total.zip(more).map(|(total, more)| total + more);
         self.count += count as u64;
         self.elapsed += run.elapsed;
-        self.cpu = self.cpu.zip(run.cpu).map(|(total, cpu)| total + cpu);
+        self.cpu = sum(self.cpu, run.cpu);
+        self.thread_cpu = sum(self.thread_cpu, run.thread_cpu);
     }
 
     /// The process's CPU time per record, in µs, rounded to 0.01.
     fn cpu_us_per_record(&self) -> Option<f64> {
-        let cpu = self.cpu.filter(|_| self.count > 0)?;
+        self.per_record(self.cpu)
+    }
+
+    /// The sending thread's CPU time per record, in µs, rounded to 0.01.
+    fn thread_cpu_us_per_record(&self) -> Option<f64> {
+        self.per_record(self.thread_cpu)
+    }
+
+    fn per_record(&self, cpu: Option<Duration>) -> Option<f64> {
+        let cpu = cpu.filter(|_| self.count > 0)?;
         Some((cpu.as_secs_f64() * 1e6 / self.count as f64 * 100.0).round() / 100.0)
     }
 
@@ -527,10 +549,15 @@ pub async fn run(brokers: &str, messages: u64) -> Result<Vec<ScenarioReport>, Er
     let mut params = params;
     params["raw_future_producer_msg_s"] = serde_json::json!(future_raw.throughput);
     params["raw_threaded_producer_msg_s"] = serde_json::json!(threaded_raw.throughput);
-    params["process_cpu_us_per_record"] = serde_json::json!({
-        "concurrent": concurrent.cpu_us_per_record(), "pipeline": pipelined.cpu_us_per_record(), "batches": batches.cpu_us_per_record(), "transport": by_transport.cpu_us_per_record(),
-        "raw_future_producer": raw.cpu_us_per_record(), "raw_threaded_producer": raw_threaded.cpu_us_per_record(),
-    });
+    for (key, per_record) in [
+        ("process_cpu_us_per_record", Tally::cpu_us_per_record as fn(&Tally) -> _),
+        ("sending_thread_cpu_us_per_record", Tally::thread_cpu_us_per_record),
+    ] {
+        params[key] = serde_json::json!({
+            "concurrent": per_record(&concurrent), "pipeline": per_record(&pipelined), "batches": per_record(&batches), "transport": per_record(&by_transport),
+            "raw_future_producer": per_record(&raw), "raw_threaded_producer": per_record(&raw_threaded),
+        });
+    }
     // The baseline is whichever raw producer was faster in this run.
     let raw = if threaded_raw.throughput > future_raw.throughput { threaded_raw } else { future_raw };
     let concurrent = concurrent.side(
@@ -578,12 +605,16 @@ mod tests {
         use std::time::Duration;
         let mut t = super::Tally::default();
         assert_eq!(t.cpu_us_per_record(), None, "no records yet");
-        let run = |cpu_ms: Option<u64>| super::RunTime { elapsed: Duration::from_millis(10), cpu: cpu_ms.map(Duration::from_millis) };
-        t.add(1_000, run(Some(3)));
-        t.add(1_000, run(Some(5)));
-        assert_eq!(t.cpu_us_per_record(), Some(4.0));
-        t.add(1_000, run(None));
-        assert_eq!(t.cpu_us_per_record(), None);
+        let run = |cpu_ms: Option<u64>, thread_ms: u64| super::RunTime {
+            elapsed: Duration::from_millis(10),
+            cpu: cpu_ms.map(Duration::from_millis),
+            thread_cpu: Some(Duration::from_millis(thread_ms)),
+        };
+        t.add(1_000, run(Some(3), 1));
+        t.add(1_000, run(Some(5), 2));
+        assert_eq!((t.cpu_us_per_record(), t.thread_cpu_us_per_record()), (Some(4.0), Some(1.5)));
+        t.add(1_000, run(None, 3));
+        assert_eq!((t.cpu_us_per_record(), t.thread_cpu_us_per_record()), (None, Some(2.0)));
     }
 
     /// Runs the benchmark once against `ONEX_KAFKA_BROKERS` (default 127.0.0.1:9092):

@@ -5,34 +5,46 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-/// The CPU time the bench process spends between [`CpuClock::start`] and
-/// [`CpuClock::spent`], over all its threads (a client library's own threads included), read
-/// from `CLOCK_PROCESS_CPUTIME_ID`. A side's CPU per record is steadier than its throughput
+/// The CPU time spent between [`CpuClock::start`] and [`CpuClock::spent`]: by the whole bench
+/// process, over all its threads (a client library's own threads included), read from
+/// `CLOCK_PROCESS_CPUTIME_ID`; or, from [`CpuClock::start_thread`], by the calling thread
+/// alone (`CLOCK_THREAD_CPUTIME_ID`). A side's CPU per record is steadier than its throughput
 /// on a small shared machine, and on one whose cores are all busy it is what decides the
-/// throughput. `None` where that clock is not read (not Linux).
+/// throughput. The sending thread's share is steadier still: it is the caller's and the
+/// library's own work, whatever the client library's threads and the broker do. `None`
+/// where the clock is not read (not Linux).
 #[derive(Debug, Clone, Copy)]
-pub struct CpuClock(Option<Duration>);
+pub struct CpuClock {
+    of_thread: bool,
+    started: Option<Duration>,
+}
 
 impl CpuClock {
-    /// Starts counting from the process's CPU time now.
+    /// Starts counting the process's CPU time.
     pub fn start() -> Self {
-        CpuClock(process_cpu())
+        CpuClock { of_thread: false, started: cpu_time(false) }
     }
 
-    /// The process's CPU time since [`Self::start`].
+    /// Starts counting the calling thread's CPU time; read it back on the same thread.
+    pub fn start_thread() -> Self {
+        CpuClock { of_thread: true, started: cpu_time(true) }
+    }
+
+    /// The CPU time spent since the start.
     pub fn spent(&self) -> Option<Duration> {
-        Some(process_cpu()?.saturating_sub(self.0?))
+        Some(cpu_time(self.of_thread)?.saturating_sub(self.started?))
     }
 }
 
 #[cfg(target_os = "linux")]
-fn process_cpu() -> Option<Duration> {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+fn cpu_time(of_thread: bool) -> Option<Duration> {
+    use rustix::time::ClockId;
+    let t = rustix::time::clock_gettime(if of_thread { ClockId::ThreadCPUTime } else { ClockId::ProcessCPUTime });
     Some(Duration::new(u64::try_from(t.tv_sec).ok()?, u32::try_from(t.tv_nsec).ok()?))
 }
 
 #[cfg(not(target_os = "linux"))]
-fn process_cpu() -> Option<Duration> {
+fn cpu_time(_of_thread: bool) -> Option<Duration> {
     None
 }
 
@@ -203,5 +215,26 @@ mod tests {
             }
             assert!(std::time::Instant::now() < deadline, "20 s of spinning counted as {:?}", clock.spent());
         }
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_thread_clock_counts_its_own_thread_only() {
+        let spin = |clock: CpuClock, until: Duration| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            let mut x = 0u64;
+            while clock.spent().expect("read on Linux") < until {
+                for _ in 0..10_000 {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                }
+                assert!(std::time::Instant::now() < deadline, "20 s of spinning counted as {:?}", clock.spent());
+            }
+        };
+        let mine = CpuClock::start_thread();
+        // Another thread spins 200 ms of its own CPU while this one only waits for it.
+        std::thread::spawn(move || spin(CpuClock::start_thread(), Duration::from_millis(200))).join().unwrap();
+        let waited = mine.spent().expect("read on Linux");
+        assert!(waited < Duration::from_millis(100), "this thread only waited, yet its clock counted {waited:?}");
+        spin(mine, Duration::from_millis(220));
     }
 }
