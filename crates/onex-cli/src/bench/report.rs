@@ -10,9 +10,9 @@ use serde::Serialize;
 /// `CLOCK_PROCESS_CPUTIME_ID`; or, from [`CpuClock::start_thread`], by the calling thread
 /// alone (`CLOCK_THREAD_CPUTIME_ID`). A side's CPU per record is steadier than its throughput
 /// on a small shared machine, and on one whose cores are all busy it is what decides the
-/// throughput. The sending thread's share is steadier still: it is the caller's and the
-/// library's own work, whatever the client library's threads and the broker do. `None`
-/// where the clock is not read (not Linux).
+/// throughput. The sending thread's share is the caller's and the library's own work, apart
+/// from what the client library's threads do. `None` where the clock is not read (not
+/// Linux).
 #[derive(Debug, Clone, Copy)]
 pub struct CpuClock {
     of_thread: bool,
