@@ -5,6 +5,7 @@ mod bus_memory;
 pub mod bus_sqlite;
 mod handled;
 pub mod http;
+mod kafka_raw;
 pub mod postgres;
 pub mod publisher;
 pub mod report;
