@@ -49,6 +49,14 @@ fn read_back(topic: &str, partitions: i32, expected: usize) -> HashSet<(u32, u64
     seen
 }
 
+/// A bus on the test broker whose topics get `partitions` by default, and a fresh topic
+/// name; `None` when no broker is required and none answers.
+async fn bus_and_topic(name: &str, partitions: u32) -> Option<(Arc<TransportBus>, String)> {
+    require_broker()?;
+    let bus = TransportBus::with_config(transport("").await, BusConfig { default_partitions: partitions, ..BusConfig::default() });
+    Some((Arc::new(bus), unique_topic(name)))
+}
+
 async fn publish_all(publisher: &BusPublisher, envs: &[Envelope], topic: &str, max_in_flight: usize) -> Vec<Result<Receipt>> {
     let mut pipeline = publisher.pipeline(max_in_flight);
     let mut results = Vec::new();
@@ -64,14 +72,9 @@ async fn publish_all(publisher: &BusPublisher, envs: &[Envelope], topic: &str, m
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_record_lands_and_results_keep_push_order_per_key() {
-    if require_broker().is_none() {
-        return;
-    }
-    let t = transport("").await;
-    // Not created beforehand: the first publish looks it up and creates it; the rest are
-    // records waiting for their reports in place.
-    let topic = unique_topic("kafka-pipeline");
-    let bus = Arc::new(TransportBus::with_config(t.clone(), BusConfig { default_partitions: 4, ..BusConfig::default() }));
+    // The topic is not created beforehand: the first publish looks it up and creates it;
+    // the rest are records waiting for their reports in place.
+    let Some((bus, topic)) = bus_and_topic("kafka-pipeline", 4).await else { return };
     let publisher = BusPublisher::new(bus.clone()).unwrap();
     let envs = envelopes(2_000);
     let results = publish_all(&publisher, &envs, &topic, 100).await;
@@ -117,12 +120,7 @@ impl PayloadValidator for RefuseSeven {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_refused_publish_fails_in_its_own_place() {
-    if require_broker().is_none() {
-        return;
-    }
-    let t = transport("").await;
-    let topic = unique_topic("kafka-pipeline-refused");
-    let bus = Arc::new(TransportBus::with_config(t.clone(), BusConfig { default_partitions: 2, ..BusConfig::default() }));
+    let Some((bus, topic)) = bus_and_topic("kafka-pipeline-refused", 2).await else { return };
     let publisher = BusPublisher::builder(bus.clone()).validator(Arc::new(RefuseSeven)).build().unwrap();
     let envs = envelopes(40);
     let results = publish_all(&publisher, &envs, &topic, 8).await;
@@ -141,12 +139,7 @@ async fn a_refused_publish_fails_in_its_own_place() {
 /// none of them goes to the set of publishes the pipeline has to poll.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn records_to_a_known_topic_wait_in_place() {
-    if require_broker().is_none() {
-        return;
-    }
-    let t = transport("").await;
-    let topic = unique_topic("kafka-pipeline-in-place");
-    let bus = Arc::new(TransportBus::with_config(t.clone(), BusConfig { default_partitions: 2, ..BusConfig::default() }));
+    let Some((bus, topic)) = bus_and_topic("kafka-pipeline-in-place", 2).await else { return };
     let publisher = BusPublisher::new(bus.clone()).unwrap();
     let envs = envelopes(51);
     publisher.publish_envelope(&envs[0], Some(&topic)).await.expect("the topic is created and looked up");
