@@ -157,3 +157,22 @@ async fn records_to_a_known_topic_wait_in_place() {
     assert_eq!(n, 50);
     let _ = bus.admin().delete_topic(&topic).await;
 }
+
+/// A full pipeline takes its oldest result as it sends the next record, and both share one
+/// reading of the clock: each publish is still timed from its own start to its own end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_pipeline_times_each_publish() {
+    let Some((bus, topic)) = bus_and_topic("kafka-pipeline-timed", 2).await else { return };
+    let publisher = BusPublisher::new(bus.clone()).unwrap();
+    let envs = envelopes(41);
+    publisher.publish_envelope(&envs[0], Some(&topic)).await.expect("the topic is created and looked up");
+    let before = publisher.metrics();
+    let results = publish_all(&publisher, &envs[1..], &topic, 4).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let m = publisher.metrics();
+    assert_eq!(m.events_published - before.events_published, 40);
+    // Each of them waited for a broker's acknowledgement: none took no time at all.
+    let spent = m.total_publish_time_ms - before.total_publish_time_ms;
+    assert!(spent >= 40.0 * 0.01, "40 publishes in {spent} ms");
+    let _ = bus.admin().delete_topic(&topic).await;
+}

@@ -18,7 +18,7 @@ use std::task::{ready, Context, Poll};
 use futures::stream::{FuturesUnordered, StreamExt};
 use onex_core::{Envelope, Receipt, Result};
 
-use super::pending::PendingPublish;
+use super::pending::{Now, PendingPublish};
 use super::BusPublisher;
 
 /// Single publishes with up to `max_in_flight` of them in flight, each with the validation,
@@ -111,11 +111,13 @@ impl<'a> PublishPipeline<'a> {
     /// full, first waits for the oldest publish and returns its result. If this future is
     /// dropped before it finishes, `env` was not sent and no result was taken.
     pub async fn push(&mut self, env: &'a Envelope, topic: Option<&'a str>) -> Option<Result<Receipt>> {
+        // The oldest's end and this publish's start share one clock reading.
+        let mut now = Now::default();
         let oldest = match self.window.len() >= self.max_in_flight {
-            true => self.next().await,
+            true => std::future::poll_fn(|cx| self.poll_oldest(cx, &mut now)).await,
             false => None,
         };
-        let publish = self.publisher.publish_envelope(env, topic).begin_now();
+        let publish = self.publisher.publish_envelope(env, topic).begin_at(&mut now);
         let entry = match publish.waits_in_place() {
             true => Entry::InPlace(publish),
             false => {
@@ -138,7 +140,7 @@ impl<'a> PublishPipeline<'a> {
 
     /// The oldest publish's result, once it is done; `None` when nothing is in flight.
     pub async fn next(&mut self) -> Option<Result<Receipt>> {
-        std::future::poll_fn(|cx| self.poll_oldest(cx)).await
+        std::future::poll_fn(|cx| self.poll_oldest(cx, &mut Now::default())).await
     }
 
     /// Publishes sent whose results were not taken yet.
@@ -162,12 +164,13 @@ impl<'a> PublishPipeline<'a> {
         }
     }
 
-    fn poll_oldest(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Receipt>>> {
+    /// The oldest publish's result once it is done; a result taken reads the clock through `now`.
+    fn poll_oldest(&mut self, cx: &mut Context<'_>, now: &mut Now) -> Poll<Option<Result<Receipt>>> {
         // Driven publishes move on whenever the caller waits, whichever one is the oldest.
         self.drive(cx);
         let result = match self.window.front_mut() {
             None => return Poll::Ready(None),
-            Some(Entry::InPlace(publish)) => ready!(Pin::new(publish).poll(cx)),
+            Some(Entry::InPlace(publish)) => ready!(publish.poll_at(cx, now)),
             Some(Entry::Driven(number)) => match self.finished.remove(number) {
                 Some(result) => result,
                 None => return Poll::Pending,
