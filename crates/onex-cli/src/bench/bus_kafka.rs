@@ -35,7 +35,9 @@
 //! `params.sending_thread_cpu_us_per_record` is the part of it spent by the thread that
 //! sends and completes the records (the bench's task, or the raw `ThreadedProducer`'s
 //! sending thread): the caller's and the library's own work, apart from what librdkafka's
-//! threads do, which moves with the broker's pace.
+//! threads do, which moves with the broker's pace. `params.runs_msg_s` gives every run's
+//! throughput, a side's runs in the order run (one per round): a scenario's ratio is an
+//! average over them, and their spread shows how far the broker's pace moved it.
 //!
 //! 1,000,000 records by default: with fewer, each run is short enough (~0.1 s at 200,000)
 //! that filling and draining the 10,000 in flight is a good part of it, which brings every
@@ -50,13 +52,20 @@
 //! tansu it is the faster (decisions.md, "Twenty-second session"); both numbers are in the
 //! produce reports' `params`.
 //!
-//! The records are sent in 4 rounds of one slice each, and in each round every produce side
-//! sends its slice twice in mirrored order (raw, threaded raw, transport, concurrent,
-//! pipeline, batches, batches, pipeline, concurrent, transport, threaded raw, raw): the
-//! broker slows as it fills and has slow spells, and a few long runs in a fixed order hand
-//! the advantage to whoever runs at the right time. Each side keeps one producer of its own
-//! for both runs (a `KafkaTransport` each for the concurrent, pipeline, batch and transport
+//! The records are sent in 4 rounds of one slice each. In each round every produce side
+//! sends the slice once, in an order reversed every other round (raw, threaded raw,
+//! transport, concurrent, pipeline, batches; then batches first and raw last): the broker
+//! slows as it fills and has slow spells, and a few long runs in a fixed order hand the
+//! advantage to whoever runs at the right time. Each side keeps one producer of its own for
+//! all its runs (a `KafkaTransport` each for the concurrent, pipeline, batch and transport
 //! sides), because a new librdkafka producer is faster than one that has worked a while.
+//!
+//! Two things about tansu keep its state out of the comparison (decisions.md, "Thirty-first
+//! session"). Its first few hundred thousand records go slower than the rest, so a
+//! throwaway producer sends it one slice before any clock starts. And somewhere past ~8–9M
+//! stored records it slows by ~30 % for good; each side sends every record once (6M in
+//! all), where two runs per round (12M) met that step inside a round and put it on the
+//! sides that ran after it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -209,6 +218,16 @@ async fn produce_transport(transport: &KafkaTransport, records: &[Record], topic
     Ok(())
 }
 
+/// The order in which the produce sides (numbered as in `run`: raw, threaded raw, transport,
+/// concurrent, pipeline, batches) send their slice in `round`: reversed every other round.
+fn turns(round: usize) -> [usize; 6] {
+    let mut order = [0, 1, 2, 3, 4, 5];
+    if round % 2 == 1 {
+        order.reverse();
+    }
+    order
+}
+
 /// The wall and CPU time of one run of a side, from [`RunClock::start`]: started and
 /// stopped on the side's sending thread.
 pub(super) struct RunClock {
@@ -243,13 +262,15 @@ pub(super) struct Tally {
     cpu: Option<Duration>,
     /// The sending thread's part of it.
     thread_cpu: Option<Duration>,
+    /// Each run's throughput, in the order run.
+    runs_msg_s: Vec<f64>,
     pub(super) lat: Latencies,
 }
 
 impl Default for Tally {
     fn default() -> Self {
         let zero = Some(Duration::ZERO);
-        Tally { count: 0, elapsed: Duration::ZERO, cpu: zero, thread_cpu: zero, lat: Latencies::default() }
+        Tally { count: 0, elapsed: Duration::ZERO, cpu: zero, thread_cpu: zero, runs_msg_s: Vec::new(), lat: Latencies::default() }
     }
 }
 
@@ -258,6 +279,7 @@ impl Tally {
         let sum = |total: Option<Duration>, more: Option<Duration>| total.zip(more).map(|(total, more)| total + more);
         self.count += count as u64;
         self.elapsed += run.elapsed;
+        self.runs_msg_s.push((count as f64 / run.elapsed.as_secs_f64().max(1e-9)).round());
         self.cpu = sum(self.cpu, run.cpu);
         self.thread_cpu = sum(self.thread_cpu, run.thread_cpu);
     }
@@ -303,15 +325,16 @@ pub async fn run(brokers: &str, messages: u64) -> Result<Vec<ScenarioReport>, Er
     let publisher = BusPublisher::new(bus.clone())?;
     let envs = envelopes(messages)?;
     let records: Vec<Record> = envs.iter().map(encode_record).collect();
-    let (concurrent_topic, raw_topic, transport_topic, threaded_topic, batch_topic, pipeline_topic) = (
+    let (concurrent_topic, raw_topic, transport_topic, threaded_topic, batch_topic, pipeline_topic, warm_up_topic) = (
         fresh_topic("concurrent"),
         fresh_topic("raw"),
         fresh_topic("transport"),
         fresh_topic("threaded"),
         fresh_topic("batch"),
         fresh_topic("pipeline"),
+        fresh_topic("warm-up"),
     );
-    let topics = [&concurrent_topic, &raw_topic, &transport_topic, &threaded_topic, &batch_topic, &pipeline_topic];
+    let topics = [&concurrent_topic, &raw_topic, &transport_topic, &threaded_topic, &batch_topic, &pipeline_topic, &warm_up_topic];
     for t in topics {
         transport.admin().create_topic(TopicSpec::new(t.as_str(), PARTITIONS)).await?;
     }
@@ -320,7 +343,7 @@ pub async fn run(brokers: &str, messages: u64) -> Result<Vec<ScenarioReport>, Er
         "producer": config.effective_producer_settings() });
 
     // Each side has a producer of its own, made and warmed up (one record to its topic)
-    // before any clock starts, and keeps it for both of its runs: a librdkafka producer's
+    // before any clock starts, and keeps it for all of its runs: a librdkafka producer's
     // first few hundred thousand records go faster than the next (tansu, 2 cores: ~280k
     // against ~230k msg/s), so a side given a new producer per run would never pay that.
     let direct = KafkaTransport::connect(config.clone()).await?;
@@ -333,33 +356,35 @@ pub async fn run(brokers: &str, messages: u64) -> Result<Vec<ScenarioReport>, Er
     direct.produce(&transport_topic, vec![ProduceRecord::new(records[0].clone())]).await?;
     let raw_producer = raw_producer(&config, &raw_topic).await?;
     let threaded = threaded_producer(&config, &threaded_topic).await?;
-    // The broker slows down as it stores more, so whoever runs first wins. Each side runs
-    // twice per round in mirrored order (see the module's doc) and its runs are added up: a
-    // steady drift then costs every side the same. The records go in ROUNDS slices, each sent twice by every side within one round:
-    // a slow spell of the broker then lands on every side alike instead of on whoever runs
-    // during it.
+    let slice = envs.len().div_ceil(ROUNDS).max(1);
+    // The broker's own warm-up, by a producer no side uses (see the module's doc).
+    let warm = threaded_producer(&config, &warm_up_topic).await?;
+    produce_threaded(&warm, &records[..slice.min(records.len())], &warm_up_topic, &mut Tally::default()).await?;
+    drop(warm);
+    // The broker slows down as it stores more, so whoever runs first wins. The sides take
+    // turns, one slice each, in an order reversed every other round, and each side's runs
+    // are added up: a steady drift then costs every side the same, and a slow spell of the
+    // broker lands on every side alike instead of on whoever runs during it.
     let (mut raw, mut by_transport, mut concurrent) = (Tally::default(), Tally::default(), Tally::default());
     let (mut raw_threaded, mut batches, mut pipelined) = (Tally::default(), Tally::default(), Tally::default());
-    let slice = envs.len().div_ceil(ROUNDS).max(1);
-    for (envs, records) in envs.chunks(slice).zip(records.chunks(slice)) {
-        produce_raw(&raw_producer, records, &raw_topic, &mut raw).await?;
-        produce_threaded(&threaded, records, &threaded_topic, &mut raw_threaded).await?;
-        produce_transport(&direct, records, &transport_topic, &mut by_transport).await?;
-        produce_concurrent(&publisher, envs, &concurrent_topic, &mut concurrent).await?;
-        produce_pipeline(&pipeline_publisher, envs, &pipeline_topic, &mut pipelined).await?;
-        produce_batches(&batch_publisher, envs, &batch_topic, &mut batches).await?;
-        produce_batches(&batch_publisher, envs, &batch_topic, &mut batches).await?;
-        produce_pipeline(&pipeline_publisher, envs, &pipeline_topic, &mut pipelined).await?;
-        produce_concurrent(&publisher, envs, &concurrent_topic, &mut concurrent).await?;
-        produce_transport(&direct, records, &transport_topic, &mut by_transport).await?;
-        produce_threaded(&threaded, records, &threaded_topic, &mut raw_threaded).await?;
-        produce_raw(&raw_producer, records, &raw_topic, &mut raw).await?;
+    for (round, (envs, records)) in envs.chunks(slice).zip(records.chunks(slice)).enumerate() {
+        for side in turns(round) {
+            match side {
+                0 => produce_raw(&raw_producer, records, &raw_topic, &mut raw).await?,
+                1 => produce_threaded(&threaded, records, &threaded_topic, &mut raw_threaded).await?,
+                2 => produce_transport(&direct, records, &transport_topic, &mut by_transport).await?,
+                3 => produce_concurrent(&publisher, envs, &concurrent_topic, &mut concurrent).await?,
+                4 => produce_pipeline(&pipeline_publisher, envs, &pipeline_topic, &mut pipelined).await?,
+                _ => produce_batches(&batch_publisher, envs, &batch_topic, &mut batches).await?,
+            }
+        }
     }
     drop((raw_producer, threaded, direct, batch_publisher, pipeline_publisher));
-    let future_raw =
-        raw.side("raw rdkafka FutureProducer, same settings, ≤10,000 in flight (one producer, 2 runs per round, mirrored order)");
+    let future_raw = raw.side(
+        "raw rdkafka FutureProducer, same settings, ≤10,000 in flight (one producer, one run per round, order reversed every other round)",
+    );
     let threaded_raw = raw_threaded.side(
-        "raw rdkafka ThreadedProducer, same settings, delivery reports counted, ≤10,000 in flight (one producer, 2 runs per round, mirrored order)",
+        "raw rdkafka ThreadedProducer, same settings, delivery reports counted, ≤10,000 in flight (one producer, one run per round, order reversed every other round)",
     );
     let mut params = params;
     params["raw_future_producer_msg_s"] = serde_json::json!(future_raw.throughput);
@@ -373,28 +398,34 @@ pub async fn run(brokers: &str, messages: u64) -> Result<Vec<ScenarioReport>, Er
             "raw_future_producer": per_record(&raw), "raw_threaded_producer": per_record(&raw_threaded),
         });
     }
+    // How far one run's throughput strays from the next: a slow spell of the broker shows
+    // as a dip on every side it lands on.
+    params["runs_msg_s"] = serde_json::json!({
+        "concurrent": concurrent.runs_msg_s, "pipeline": pipelined.runs_msg_s, "batches": batches.runs_msg_s, "transport": by_transport.runs_msg_s,
+        "raw_future_producer": raw.runs_msg_s, "raw_threaded_producer": raw_threaded.runs_msg_s,
+    });
     // The baseline is whichever raw producer was faster in this run.
     let raw = if threaded_raw.throughput > future_raw.throughput { threaded_raw } else { future_raw };
     let concurrent = concurrent.side(
-        "BusPublisher::publish_envelope futures in a FuturesUnordered → KafkaTransport, ≤10,000 in flight (one producer, 2 runs per round, mirrored order)",
+        "BusPublisher::publish_envelope futures in a FuturesUnordered → KafkaTransport, ≤10,000 in flight (one producer, one run per round, order reversed every other round)",
     );
     let by_transport = by_transport.side(
-        "KafkaTransport::produce of prebuilt records, one per call, ≤10,000 in flight (one producer, 2 runs per round, mirrored order)",
+        "KafkaTransport::produce of prebuilt records, one per call, ≤10,000 in flight (one producer, one run per round, order reversed every other round)",
     );
     let batches = batches.side(
-        "BusPublisher::publish_envelopes → KafkaTransport, batches of 250, ≤10,000 in flight, latency per batch (one producer, 2 runs per round, mirrored order)",
+        "BusPublisher::publish_envelopes → KafkaTransport, batches of 250, ≤10,000 in flight, latency per batch (one producer, one run per round, order reversed every other round)",
     );
     let pipelined = pipelined.side(
-        "BusPublisher::pipeline → KafkaTransport: single publishes, ≤10,000 in flight, results in push order (one producer, 2 runs per round, mirrored order)",
+        "BusPublisher::pipeline → KafkaTransport: single publishes, ≤10,000 in flight, results in push order (one producer, one run per round, order reversed every other round)",
     );
     let produce = ScenarioReport::new("bus-kafka/produce", pipelined, raw.clone(), PRODUCE_TARGET, params.clone());
     let produce_batch = ScenarioReport::new("bus-kafka/produce-batch", batches, raw.clone(), PRODUCE_TARGET, params.clone());
     let produce_concurrent = ScenarioReport::diagnostic("bus-kafka/produce-concurrent", concurrent, raw.clone(), params.clone());
     let produce_transport = ScenarioReport::diagnostic("bus-kafka/produce-transport", by_transport, raw, params.clone());
 
-    // Each topic holds two runs and one warm-up record.
-    let raw = consume_raw(&config, &raw_topic, 2 * messages + 1).await?;
-    let ours = consume_ours(&bus, &concurrent_topic, 2 * messages + 1).await?;
+    // Each topic holds one run and one warm-up record.
+    let raw = consume_raw(&config, &raw_topic, messages + 1).await?;
+    let ours = consume_ours(&bus, &concurrent_topic, messages + 1).await?;
     let consume = ScenarioReport::new("bus-kafka/consume", ours, raw, CONSUME_TARGET, params);
 
     for t in topics {
@@ -416,6 +447,14 @@ mod tests {
     }
 
     #[test]
+    fn the_sides_take_turns_in_an_order_reversed_every_other_round() {
+        assert_eq!(super::turns(0), [0, 1, 2, 3, 4, 5]);
+        assert_eq!(super::turns(1), [5, 4, 3, 2, 1, 0]);
+        assert_eq!(super::turns(2), super::turns(0));
+        assert_eq!(super::turns(3), super::turns(1));
+    }
+
+    #[test]
     fn a_sides_cpu_is_added_up_over_its_runs_and_unknown_if_any_run_was() {
         use std::time::Duration;
         let mut t = super::Tally::default();
@@ -430,6 +469,7 @@ mod tests {
         assert_eq!((t.cpu_us_per_record(), t.thread_cpu_us_per_record()), (Some(4.0), Some(1.5)));
         t.add(1_000, run(None, 3));
         assert_eq!((t.cpu_us_per_record(), t.thread_cpu_us_per_record()), (None, Some(2.0)));
+        assert_eq!(t.runs_msg_s, [100_000.0; 3], "1,000 records in 10 ms, each run");
     }
 
     /// Runs the benchmark once against `ONEX_KAFKA_BROKERS` (default 127.0.0.1:9092):
