@@ -57,6 +57,15 @@ async fn bus_and_topic(name: &str, partitions: u32) -> Option<(Arc<TransportBus>
     Some((Arc::new(bus), unique_topic(name)))
 }
 
+/// A publisher and a fresh 2-partition topic whose partition count it knows: `first` was
+/// published to it, which created it and looked it up.
+async fn known_topic(name: &str, first: &Envelope) -> Option<(Arc<TransportBus>, String, BusPublisher)> {
+    let (bus, topic) = bus_and_topic(name, 2).await?;
+    let publisher = BusPublisher::new(bus.clone()).unwrap();
+    publisher.publish_envelope(first, Some(&topic)).await.expect("the topic is created and looked up");
+    Some((bus, topic, publisher))
+}
+
 async fn publish_all(publisher: &BusPublisher, envs: &[Envelope], topic: &str, max_in_flight: usize) -> Vec<Result<Receipt>> {
     let mut pipeline = publisher.pipeline(max_in_flight);
     let mut results = Vec::new();
@@ -139,10 +148,8 @@ async fn a_refused_publish_fails_in_its_own_place() {
 /// none of them goes to the set of publishes the pipeline has to poll.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn records_to_a_known_topic_wait_in_place() {
-    let Some((bus, topic)) = bus_and_topic("kafka-pipeline-in-place", 2).await else { return };
-    let publisher = BusPublisher::new(bus.clone()).unwrap();
     let envs = envelopes(51);
-    publisher.publish_envelope(&envs[0], Some(&topic)).await.expect("the topic is created and looked up");
+    let Some((bus, topic, publisher)) = known_topic("kafka-pipeline-in-place", &envs[0]).await else { return };
     let mut pipeline = publisher.pipeline(100);
     for env in &envs[1..] {
         assert!(pipeline.push(env, Some(&topic)).await.is_none());
@@ -162,10 +169,8 @@ async fn records_to_a_known_topic_wait_in_place() {
 /// reading of the clock: each publish is still timed from its own start to its own end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_pipeline_times_each_publish() {
-    let Some((bus, topic)) = bus_and_topic("kafka-pipeline-timed", 2).await else { return };
-    let publisher = BusPublisher::new(bus.clone()).unwrap();
     let envs = envelopes(41);
-    publisher.publish_envelope(&envs[0], Some(&topic)).await.expect("the topic is created and looked up");
+    let Some((bus, topic, publisher)) = known_topic("kafka-pipeline-timed", &envs[0]).await else { return };
     let before = publisher.metrics();
     let results = publish_all(&publisher, &envs[1..], &topic, 4).await;
     assert!(results.iter().all(Result::is_ok), "{results:?}");
