@@ -73,7 +73,7 @@ impl<'a> PendingPublish<'a> {
     /// keeps this way, so a publish nobody polls yet is already sent).
     pub(super) fn begin_at(self, now: &mut Now) -> Self {
         match self.state {
-            State::Start { inner, env, topic } => Self::begin(inner, env, topic, now),
+            State::Start { inner, env, topic } => Self::begin(inner, env, topic, now.get()),
             state => Self { state },
         }
     }
@@ -88,13 +88,13 @@ impl<'a> PendingPublish<'a> {
     }
 
     /// What [`Self::start`] does on the first poll: counts the publish in flight (or refuses
-    /// it, when the publisher is closed), starts its clock at `now` and routes it.
-    fn begin(inner: &'a Inner, env: &'a Envelope, topic: Option<&'a str>, now: &mut Now) -> Self {
+    /// it, when the publisher is closed), starts its clock at `started` and routes it.
+    fn begin(inner: &'a Inner, env: &'a Envelope, topic: Option<&'a str>, started: Instant) -> Self {
         let guard = match InFlight::enter(inner) {
             Ok(guard) => guard,
             Err(e) => return Self { state: State::Boxed(Box::pin(std::future::ready(Err(e)))) },
         };
-        Self::new(guard, env, inner.topic_for(topic, &env.event_type), now.get())
+        Self::new(guard, env, inner.topic_for(topic, &env.event_type), started)
     }
 
     /// [`Future::poll`], with the clock read (if one is needed) shared through `now`.
@@ -102,7 +102,7 @@ impl<'a> PendingPublish<'a> {
         loop {
             match &mut self.state {
                 // Its start and its end are two moments: `now` is left for the end.
-                State::Start { inner, env, topic } => *self = Self::begin(inner, env, *topic, &mut Now::default()),
+                State::Start { inner, env, topic } => *self = Self::begin(inner, env, *topic, Instant::now()),
                 State::First { attempt, .. } => {
                     let result = ready!(Pin::new(attempt).poll(cx));
                     let State::First { guard, started, attempts_started, attempt } = std::mem::replace(&mut self.state, State::Done) else {
