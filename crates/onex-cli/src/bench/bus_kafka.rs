@@ -218,10 +218,22 @@ async fn produce_transport(transport: &KafkaTransport, records: &[Record], topic
     Ok(())
 }
 
-/// The order in which the produce sides (numbered as in `run`: raw, threaded raw, transport,
-/// concurrent, pipeline, batches) send their slice in `round`: reversed every other round.
-fn turns(round: usize) -> [usize; 6] {
-    let mut order = [0, 1, 2, 3, 4, 5];
+/// A produce side of `run`, in the order the sides take their turns in even rounds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Turn {
+    Raw,
+    Threaded,
+    Transport,
+    Concurrent,
+    Pipeline,
+    Batches,
+}
+
+/// The order in which the produce sides send their slice in `round`: reversed every other
+/// round.
+fn turns(round: usize) -> [Turn; 6] {
+    use Turn::*;
+    let mut order = [Raw, Threaded, Transport, Concurrent, Pipeline, Batches];
     if round % 2 == 1 {
         order.reverse();
     }
@@ -299,8 +311,15 @@ impl Tally {
         Some((cpu.as_secs_f64() * 1e6 / self.count as f64 * 100.0).round() / 100.0)
     }
 
+    /// This side's report, `what` it is followed by how its runs were scheduled.
     fn side(&self, what: &str) -> Side {
-        Side::new(what, self.count, self.elapsed, "msg/s", &self.lat)
+        Side::new(
+            format!("{what} (one producer, one run per round, order reversed every other round)"),
+            self.count,
+            self.elapsed,
+            "msg/s",
+            &self.lat,
+        )
     }
 }
 
@@ -319,9 +338,7 @@ async fn consume_ours(bus: &TransportBus, topic: &str, n: u64) -> Result<Side, E
 
 /// Runs the produce and consume scenarios against `brokers` (`HOST:PORT[,HOST:PORT]`).
 pub async fn run(brokers: &str, messages: u64) -> Result<Vec<ScenarioReport>, Error> {
-    if messages == 0 {
-        return Err(Error::config("bench bus-kafka: --messages 0 measures nothing; use at least 1000"));
-    }
+    super::require_messages("bus-kafka", messages)?;
     let transport = KafkaTransport::from_url_str(&format!("kafka://{brokers}")).await?;
     let config = transport.config().clone();
     let bus = Arc::new(TransportBus::with_config(transport.clone(), BusConfig { default_partitions: PARTITIONS, ..BusConfig::default() }));
@@ -373,22 +390,18 @@ pub async fn run(brokers: &str, messages: u64) -> Result<Vec<ScenarioReport>, Er
     for (round, (envs, records)) in envs.chunks(slice).zip(records.chunks(slice)).enumerate() {
         for side in turns(round) {
             match side {
-                0 => produce_raw(&raw_producer, records, &raw_topic, &mut raw).await?,
-                1 => produce_threaded(&threaded, records, &threaded_topic, &mut raw_threaded).await?,
-                2 => produce_transport(&direct, records, &transport_topic, &mut by_transport).await?,
-                3 => produce_concurrent(&publisher, envs, &concurrent_topic, &mut concurrent).await?,
-                4 => produce_pipeline(&pipeline_publisher, envs, &pipeline_topic, &mut pipelined).await?,
-                _ => produce_batches(&batch_publisher, envs, &batch_topic, &mut batches).await?,
+                Turn::Raw => produce_raw(&raw_producer, records, &raw_topic, &mut raw).await?,
+                Turn::Threaded => produce_threaded(&threaded, records, &threaded_topic, &mut raw_threaded).await?,
+                Turn::Transport => produce_transport(&direct, records, &transport_topic, &mut by_transport).await?,
+                Turn::Concurrent => produce_concurrent(&publisher, envs, &concurrent_topic, &mut concurrent).await?,
+                Turn::Pipeline => produce_pipeline(&pipeline_publisher, envs, &pipeline_topic, &mut pipelined).await?,
+                Turn::Batches => produce_batches(&batch_publisher, envs, &batch_topic, &mut batches).await?,
             }
         }
     }
     drop((raw_producer, threaded, direct, batch_publisher, pipeline_publisher));
-    let future_raw = raw.side(
-        "raw rdkafka FutureProducer, same settings, ≤10,000 in flight (one producer, one run per round, order reversed every other round)",
-    );
-    let threaded_raw = raw_threaded.side(
-        "raw rdkafka ThreadedProducer, same settings, delivery reports counted, ≤10,000 in flight (one producer, one run per round, order reversed every other round)",
-    );
+    let future_raw = raw.side("raw rdkafka FutureProducer, same settings, ≤10,000 in flight");
+    let threaded_raw = raw_threaded.side("raw rdkafka ThreadedProducer, same settings, delivery reports counted, ≤10,000 in flight");
     let mut params = params;
     params["raw_future_producer_msg_s"] = serde_json::json!(future_raw.throughput);
     params["raw_threaded_producer_msg_s"] = serde_json::json!(threaded_raw.throughput);
@@ -409,18 +422,10 @@ pub async fn run(brokers: &str, messages: u64) -> Result<Vec<ScenarioReport>, Er
     });
     // The baseline is whichever raw producer was faster in this run.
     let raw = if threaded_raw.throughput > future_raw.throughput { threaded_raw } else { future_raw };
-    let concurrent = concurrent.side(
-        "BusPublisher::publish_envelope futures in a FuturesUnordered → KafkaTransport, ≤10,000 in flight (one producer, one run per round, order reversed every other round)",
-    );
-    let by_transport = by_transport.side(
-        "KafkaTransport::produce of prebuilt records, one per call, ≤10,000 in flight (one producer, one run per round, order reversed every other round)",
-    );
-    let batches = batches.side(
-        "BusPublisher::publish_envelopes → KafkaTransport, batches of 250, ≤10,000 in flight, latency per batch (one producer, one run per round, order reversed every other round)",
-    );
-    let pipelined = pipelined.side(
-        "BusPublisher::pipeline → KafkaTransport: single publishes, ≤10,000 in flight, results in push order (one producer, one run per round, order reversed every other round)",
-    );
+    let concurrent = concurrent.side("BusPublisher::publish_envelope futures in a FuturesUnordered → KafkaTransport, ≤10,000 in flight");
+    let by_transport = by_transport.side("KafkaTransport::produce of prebuilt records, one per call, ≤10,000 in flight");
+    let batches = batches.side("BusPublisher::publish_envelopes → KafkaTransport, batches of 250, ≤10,000 in flight, latency per batch");
+    let pipelined = pipelined.side("BusPublisher::pipeline → KafkaTransport: single publishes, ≤10,000 in flight, results in push order");
     let produce = ScenarioReport::new("bus-kafka/produce", pipelined, raw.clone(), PRODUCE_TARGET, params.clone());
     let produce_batch = ScenarioReport::new("bus-kafka/produce-batch", batches, raw.clone(), PRODUCE_TARGET, params.clone());
     let produce_concurrent = ScenarioReport::diagnostic("bus-kafka/produce-concurrent", concurrent, raw.clone(), params.clone());
@@ -458,8 +463,9 @@ mod tests {
 
     #[test]
     fn the_sides_take_turns_in_an_order_reversed_every_other_round() {
-        assert_eq!(super::turns(0), [0, 1, 2, 3, 4, 5]);
-        assert_eq!(super::turns(1), [5, 4, 3, 2, 1, 0]);
+        use super::Turn::*;
+        assert_eq!(super::turns(0), [Raw, Threaded, Transport, Concurrent, Pipeline, Batches]);
+        assert_eq!(super::turns(1), [Batches, Pipeline, Concurrent, Transport, Threaded, Raw]);
         assert_eq!(super::turns(2), super::turns(0));
         assert_eq!(super::turns(3), super::turns(1));
     }

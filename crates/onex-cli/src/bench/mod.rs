@@ -28,6 +28,14 @@ pub(crate) fn payload_256(i: u64) -> serde_json::Value {
 /// Scenario names.
 pub const SCENARIOS: [&str; 7] = ["bus-memory", "bus-sqlite", "bus-kafka", "http", "postgres", "publisher", "schema"];
 
+/// Refuses a scenario asked to send no messages: it would measure nothing.
+fn require_messages(scenario: &str, messages: u64) -> Result<()> {
+    match messages {
+        0 => Err(Error::config(format!("bench {scenario}: --messages 0 measures nothing; use at least 1000"))),
+        _ => Ok(()),
+    }
+}
+
 fn levels(args: &BenchArgs) -> Vec<usize> {
     if args.concurrency.is_empty() {
         vec![1, 64]

@@ -44,9 +44,7 @@ fn key(i: u64) -> String {
 
 /// Runs the scenario on each URL (default: `memory://` and a temporary sqlite file).
 pub async fn run(bus_urls: &[String], messages: u64) -> Result<Vec<ScenarioReport>> {
-    if messages == 0 {
-        return Err(Error::config("bench publisher: --messages 0 measures nothing; use at least 1000"));
-    }
+    super::require_messages("publisher", messages)?;
     let tmp = std::env::temp_dir().join(format!("onex-bench-publisher-{}", uuid::Uuid::new_v4().simple()));
     let urls: Vec<String> = if bus_urls.is_empty() {
         std::fs::create_dir_all(&tmp).map_err(|e| Error::config(format!("bench publisher: cannot create {}: {e}", tmp.display())))?;
