@@ -37,11 +37,11 @@ enum State<'a> {
         env: &'a Envelope,
         topic: Option<&'a str>,
     },
-    /// The first attempt, its receipt pending in place.
+    /// The first attempt, its receipt pending in place (a publish validated first makes its
+    /// attempts in `Boxed`).
     First {
         guard: InFlight<'a>,
         started: Instant,
-        attempts_started: Instant,
         attempt: Attempt<'a>,
     },
     /// Validation, retries, a refusal.
@@ -105,7 +105,7 @@ impl<'a> PendingPublish<'a> {
                 State::Start { inner, env, topic } => *self = Self::begin(inner, env, *topic, Instant::now()),
                 State::First { attempt, .. } => {
                     let result = ready!(Pin::new(attempt).poll(cx));
-                    let State::First { guard, started, attempts_started, attempt } = std::mem::replace(&mut self.state, State::Done) else {
+                    let State::First { guard, started, attempt } = std::mem::replace(&mut self.state, State::Done) else {
                         unreachable!("matched above")
                     };
                     match result {
@@ -118,7 +118,7 @@ impl<'a> PendingPublish<'a> {
                             self.state = State::Boxed(Box::pin(async move {
                                 // Counted in flight until the retries are done.
                                 let guard = guard;
-                                retry_failed(guard.0, failed, env, topic, started, attempts_started).await
+                                retry_failed(guard.0, failed, env, topic, started, started).await
                             }));
                         }
                     }
@@ -134,9 +134,11 @@ impl<'a> PendingPublish<'a> {
     pub(super) fn new(guard: InFlight<'a>, env: &'a Envelope, topic: Cow<'a, str>, started: Instant) -> Self {
         let inner = guard.0;
         match (topic, &inner.validator) {
-            (Cow::Borrowed(topic), None) => Self::first(guard, env, topic, started, started),
+            (Cow::Borrowed(topic), None) => Self { state: State::First { attempt: Attempt::new(inner, env, topic), guard, started } },
             (topic, validator) => Self {
                 state: State::Boxed(Box::pin(async move {
+                    // Counted in flight until the retries are done.
+                    let _guard = guard;
                     // Retries get their whole `max_elapsed` after validation, which may take a while.
                     let mut attempts_started = started;
                     if let Some(validator) = validator {
@@ -147,15 +149,16 @@ impl<'a> PendingPublish<'a> {
                         }
                         attempts_started = Instant::now();
                     }
-                    PendingPublish::first(guard, env, &topic, started, attempts_started).await
+                    match Attempt::new(inner, env, &topic).await {
+                        Ok(receipt) => {
+                            inner.counters.record(true, 0, started.elapsed());
+                            Ok(receipt)
+                        }
+                        Err(failed) => retry_failed(inner, failed, env, &topic, started, attempts_started).await,
+                    }
                 })),
             },
         }
-    }
-
-    fn first(guard: InFlight<'a>, env: &'a Envelope, topic: &'a str, started: Instant, attempts_started: Instant) -> Self {
-        let attempt = Attempt::new(guard.0, env, topic);
-        Self { state: State::First { guard, started, attempts_started, attempt } }
     }
 }
 
