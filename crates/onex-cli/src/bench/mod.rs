@@ -28,12 +28,15 @@ pub(crate) fn payload_256(i: u64) -> serde_json::Value {
 /// Scenario names.
 pub const SCENARIOS: [&str; 7] = ["bus-memory", "bus-sqlite", "bus-kafka", "http", "postgres", "publisher", "schema"];
 
-/// Refuses a scenario asked to send no messages: it would measure nothing.
-fn require_messages(scenario: &str, messages: u64) -> Result<()> {
-    match messages {
-        0 => Err(Error::config(format!("bench {scenario}: --messages 0 measures nothing; use at least 1000"))),
-        _ => Ok(()),
+/// Refuses a count of zero, for every scenario alike: a run of nothing measures nothing
+/// (and some scenarios would print a ratio of 0, or wait forever for a first message).
+fn require_work(args: &BenchArgs) -> Result<()> {
+    for (flag, value) in [("--messages", args.messages), ("--requests", args.requests)] {
+        if value == Some(0) {
+            return Err(Error::config(format!("bench {}: {flag} 0 measures nothing; use at least 1000", args.scenario)));
+        }
     }
+    Ok(())
 }
 
 fn levels(args: &BenchArgs) -> Vec<usize> {
@@ -45,6 +48,7 @@ fn levels(args: &BenchArgs) -> Vec<usize> {
 }
 
 pub(crate) async fn run(args: BenchArgs, json: bool) -> Result<()> {
+    require_work(&args)?;
     let reports = match args.scenario.as_str() {
         "bus-memory" => bus_memory::run(args.messages.unwrap_or(1_000_000)).await?,
         "bus-sqlite" => bus_sqlite::run(args.messages.unwrap_or(200_000)).await?,
@@ -78,4 +82,33 @@ pub(crate) async fn run(args: BenchArgs, json: bool) -> Result<()> {
         r.print(json);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(scenario: &str, messages: Option<u64>, requests: Option<u64>) -> BenchArgs {
+        // Port 9 (discard) answers nothing: a scenario that got past the check would fail
+        // differently, or not at all.
+        BenchArgs {
+            scenario: scenario.to_string(),
+            messages,
+            requests,
+            concurrency: vec![1],
+            brokers: Some("127.0.0.1:9".into()),
+            bus: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_count_of_zero_is_refused_before_anything_runs() {
+        for scenario in SCENARIOS {
+            let Err(e) = run(args(scenario, Some(0), None), true).await else { panic!("{scenario}: --messages 0 was accepted") };
+            assert_eq!(e.kind(), onex_core::ErrorKind::Config, "{e}");
+            assert!(e.to_string().contains(&format!("bench {scenario}: --messages 0")), "{e}");
+            let Err(e) = run(args(scenario, None, Some(0)), true).await else { panic!("{scenario}: --requests 0 was accepted") };
+            assert!(e.to_string().contains("--requests 0"), "{e}");
+        }
+    }
 }
