@@ -168,6 +168,10 @@ pub struct BenchArgs {
     /// Bus URLs to run the publisher scenario on (default: memory, a temp sqlite file, and kafka with --brokers).
     #[arg(long = "on")]
     pub bus: Vec<String>,
+    /// Runs the scenario this many times, then prints the median ratio of each of its
+    /// measurements: one run's ratio moves by ±10–30 % on a shared machine.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: u32,
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {

@@ -13,7 +13,7 @@ pub mod schema;
 
 use onex_core::{Error, Result};
 
-pub use report::{CpuClock, Latencies, ScenarioReport, Side};
+pub use report::{CpuClock, Latencies, RepeatedRuns, ScenarioReport, Side};
 
 use crate::cli::BenchArgs;
 
@@ -31,6 +31,9 @@ pub const SCENARIOS: [&str; 7] = ["bus-memory", "bus-sqlite", "bus-kafka", "http
 /// Refuses a count of zero, for every scenario alike: a run of nothing measures nothing
 /// (and some scenarios would print a ratio of 0, or wait forever for a first message).
 fn require_work(args: &BenchArgs) -> Result<()> {
+    if args.repeat == 0 {
+        return Err(Error::config(format!("bench {}: --repeat 0 runs nothing; use at least 1", args.scenario)));
+    }
     for (flag, value) in [("--messages", args.messages), ("--requests", args.requests)] {
         if value == Some(0) {
             return Err(Error::config(format!("bench {}: {flag} 0 measures nothing; use at least 1000", args.scenario)));
@@ -48,12 +51,39 @@ fn levels(args: &BenchArgs) -> Vec<usize> {
 }
 
 pub(crate) async fn run(args: BenchArgs, json: bool) -> Result<()> {
-    require_work(&args)?;
+    let summaries = repeated(&args, |report| report.print(json)).await?;
+    if args.repeat > 1 {
+        for summary in &summaries {
+            summary.print(json);
+        }
+    }
+    Ok(())
+}
+
+/// Runs the scenario `args.repeat` times, handing each measurement to `each` as it is made,
+/// and gathers each of the scenario's measurements over the runs.
+async fn repeated(args: &BenchArgs, mut each: impl FnMut(&ScenarioReport)) -> Result<Vec<RepeatedRuns>> {
+    require_work(args)?;
+    let mut summaries: Vec<RepeatedRuns> = Vec::new();
+    for _ in 0..args.repeat {
+        for report in once(args).await? {
+            each(&report);
+            match summaries.iter_mut().find(|s| s.scenario == report.scenario) {
+                Some(summary) => summary.add(&report),
+                None => summaries.push(RepeatedRuns::first(&report)),
+            }
+        }
+    }
+    Ok(summaries)
+}
+
+/// One run of the scenario: its measurements (one per level or phase).
+async fn once(args: &BenchArgs) -> Result<Vec<ScenarioReport>> {
     let reports = match args.scenario.as_str() {
         "bus-memory" => bus_memory::run(args.messages.unwrap_or(1_000_000)).await?,
         "bus-sqlite" => bus_sqlite::run(args.messages.unwrap_or(200_000)).await?,
-        "http" => http::run(&levels(&args), args.requests.unwrap_or(20_000)).await?,
-        "postgres" => postgres::run(&levels(&args), args.requests.unwrap_or(20_000)).await?,
+        "http" => http::run(&levels(args), args.requests.unwrap_or(20_000)).await?,
+        "postgres" => postgres::run(&levels(args), args.requests.unwrap_or(20_000)).await?,
         "schema" => schema::run(args.messages.unwrap_or(200_000)).await?,
         "bus-kafka" => {
             let brokers = args
@@ -78,10 +108,7 @@ pub(crate) async fn run(args: BenchArgs, json: bool) -> Result<()> {
             return Err(Error::config(format!("unknown bench scenario {other:?}; known: {}", SCENARIOS.join(", "))));
         }
     };
-    for r in &reports {
-        r.print(json);
-    }
-    Ok(())
+    Ok(reports)
 }
 
 #[cfg(test)]
@@ -98,6 +125,7 @@ mod tests {
             concurrency: vec![1],
             brokers: Some("127.0.0.1:9".into()),
             bus: Vec::new(),
+            repeat: 1,
         }
     }
 
@@ -109,6 +137,23 @@ mod tests {
             assert!(e.to_string().contains(&format!("bench {scenario}: --messages 0")), "{e}");
             let Err(e) = run(args(scenario, None, Some(0)), true).await else { panic!("{scenario}: --requests 0 was accepted") };
             assert!(e.to_string().contains("--requests 0"), "{e}");
+            let Err(e) = run(BenchArgs { repeat: 0, ..args(scenario, None, None) }, true).await else {
+                panic!("{scenario}: --repeat 0 was accepted")
+            };
+            assert!(e.to_string().contains(&format!("bench {scenario}: --repeat 0")), "{e}");
         }
+    }
+
+    #[tokio::test]
+    async fn repeated_runs_gather_every_measurement_of_each_scenario() {
+        let args = BenchArgs { repeat: 3, ..args("schema", Some(2_000), None) };
+        let mut seen = Vec::new();
+        let summaries = repeated(&args, |r| seen.push((r.scenario.clone(), r.ratio))).await.unwrap();
+        assert_eq!(seen.len(), 3, "one measurement per run: {seen:?}");
+        assert_eq!(summaries.len(), 1);
+        let summary = &summaries[0];
+        assert_eq!(summary.scenario, "schema");
+        assert_eq!(summary.ratios, seen.iter().map(|(_, ratio)| *ratio).collect::<Vec<_>>());
+        assert_eq!(summary.target, Some(0.8));
     }
 }

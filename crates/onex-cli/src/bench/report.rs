@@ -182,11 +182,103 @@ impl ScenarioReport {
     }
 }
 
+/// One measurement of a scenario over repeated runs (`onex bench --repeat N`): its ratio in
+/// each run. A target is judged by their median, since one run's ratio moves with whatever
+/// else the machine does (docs/decisions.md, "Thirty-third session").
+#[derive(Debug, Clone)]
+pub struct RepeatedRuns {
+    /// The measurement's name, as its reports give it.
+    pub scenario: String,
+    /// Its ratio in each run, in the order run.
+    pub ratios: Vec<f64>,
+    /// Its target, as its reports give it.
+    pub target: Option<f64>,
+}
+
+impl RepeatedRuns {
+    /// The runs so far: `report`'s.
+    pub fn first(report: &ScenarioReport) -> Self {
+        RepeatedRuns { scenario: report.scenario.clone(), ratios: vec![report.ratio], target: report.target }
+    }
+
+    /// Adds the next run's report of the same measurement.
+    pub fn add(&mut self, report: &ScenarioReport) {
+        self.ratios.push(report.ratio);
+    }
+
+    /// The median ratio (of the middle two, for an even number of runs).
+    pub fn median(&self) -> f64 {
+        let mut sorted = self.ratios.clone();
+        sorted.sort_by(f64::total_cmp);
+        match sorted.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => sorted[n / 2],
+            n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+        }
+    }
+
+    /// Runs whose ratio met the target.
+    fn meeting(&self) -> usize {
+        self.target.map_or(0, |target| self.ratios.iter().filter(|r| **r >= target).count())
+    }
+
+    /// The median against the target, as the readable report words it.
+    fn verdict(&self) -> String {
+        let runs = self.ratios.len();
+        match self.target {
+            Some(target) => {
+                let word = if self.median() >= target { "meets" } else { "BELOW" };
+                format!("target {target:.2}: {word}, {} of {runs} runs at or above it", self.meeting())
+            }
+            None => "a diagnostic, no target".to_string(),
+        }
+    }
+
+    /// Prints the summary: one JSON object with `json` (`"summary"` names the measurement,
+    /// where a run's report says `"scenario"`), a readable line otherwise.
+    pub fn print(&self, json: bool) {
+        let (min, max) = self.ratios.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+        if json {
+            let summary = serde_json::json!({
+                "summary": self.scenario, "runs": self.ratios.len(), "ratios": self.ratios, "median_ratio": self.median(),
+                "min_ratio": min, "max_ratio": max, "target": self.target,
+                "runs_meeting_target": self.target.map(|_| self.meeting()),
+            });
+            println!("{summary}");
+        } else {
+            println!(
+                "{}  median ratio {:.3} over {} runs ({min:.3}–{max:.3}); {}",
+                self.scenario,
+                self.median(),
+                self.ratios.len(),
+                self.verdict()
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
-    use super::{CpuClock, Latencies, ScenarioReport, Side};
+    use super::{CpuClock, Latencies, RepeatedRuns, ScenarioReport, Side};
+
+    #[test]
+    fn repeated_runs_are_judged_by_their_median() {
+        let side = |n| Side::new("x", n, Duration::from_secs(1), "msg/s", &Latencies::default());
+        let report = |ours, target| ScenarioReport::new("s", side(ours), side(100), target, serde_json::Value::Null);
+        let mut runs = RepeatedRuns::first(&report(80, 0.9));
+        for ours in [100, 95] {
+            runs.add(&report(ours, 0.9));
+        }
+        assert_eq!((runs.median(), runs.meeting()), (0.95, 2));
+        assert_eq!(runs.verdict(), "target 0.90: meets, 2 of 3 runs at or above it");
+        runs.add(&report(70, 0.9));
+        assert_eq!(runs.median(), (0.8 + 0.95) / 2.0, "an even count takes the middle two");
+        assert_eq!(runs.verdict(), "target 0.90: BELOW, 2 of 4 runs at or above it");
+        let diagnostic = RepeatedRuns::first(&ScenarioReport::diagnostic("d", side(50), side(100), serde_json::Value::Null));
+        assert_eq!((diagnostic.median(), diagnostic.verdict().as_str()), (0.5, "a diagnostic, no target"));
+    }
 
     #[test]
     fn a_report_meets_its_target_or_is_below_it_and_a_diagnostic_has_none() {
