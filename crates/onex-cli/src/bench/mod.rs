@@ -92,18 +92,7 @@ async fn once(args: &BenchArgs) -> Result<Vec<ScenarioReport>> {
                 .ok_or_else(|| Error::config("bench bus-kafka needs --brokers HOST:PORT (or ONEX_KAFKA_BROKERS)"))?;
             bus_kafka::run(brokers, args.messages.unwrap_or(1_000_000)).await?
         }
-        "publisher" => {
-            let mut urls = args.bus.clone();
-            if urls.is_empty() {
-                let dir = std::env::temp_dir().join(format!("onex-bench-publisher-{}", uuid::Uuid::new_v4().simple()));
-                std::fs::create_dir_all(&dir).map_err(|e| Error::config(format!("cannot create {}: {e}", dir.display())))?;
-                urls = vec!["memory://".to_string(), format!("sqlite://{}", dir.join("bench.db").display())];
-                if let Some(b) = &args.brokers {
-                    urls.push(format!("kafka://{b}"));
-                }
-            }
-            publisher::run(&urls, args.messages.unwrap_or(100_000)).await?
-        }
+        "publisher" => publisher::run(&args.bus, args.brokers.as_deref(), args.messages.unwrap_or(100_000)).await?,
         other => {
             return Err(Error::config(format!("unknown bench scenario {other:?}; known: {}", SCENARIOS.join(", "))));
         }
@@ -142,6 +131,26 @@ mod tests {
             };
             assert!(e.to_string().contains(&format!("bench {scenario}: --repeat 0")), "{e}");
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_publisher_scenario_leaves_no_temporary_bus_behind() {
+        // No other test of this binary runs the publisher scenario on its default buses.
+        let leftovers = || {
+            std::fs::read_dir(std::env::temp_dir())
+                .unwrap()
+                .filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().starts_with("onex-bench-publisher-")))
+                .count()
+        };
+        let before = leftovers();
+        let on_defaults = BenchArgs { brokers: None, repeat: 2, ..args("publisher", Some(1_000), None) };
+        let summaries = repeated(&on_defaults, |_| {}).await.unwrap();
+        assert!(summaries.iter().any(|s| s.scenario.starts_with("publisher/sqlite/")), "ran on sqlite");
+        assert_eq!(leftovers(), before, "each run removes its sqlite file");
+        // Kafka at a port that answers nothing fails after memory and sqlite ran.
+        let failing = BenchArgs { brokers: Some("127.0.0.1:9".into()), ..args("publisher", Some(1_000), None) };
+        assert!(repeated(&failing, |_| {}).await.is_err());
+        assert_eq!(leftovers(), before, "a failed run removes its sqlite file too");
     }
 
     #[tokio::test]

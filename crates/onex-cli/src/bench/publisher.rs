@@ -42,25 +42,39 @@ fn key(i: u64) -> String {
     format!("k{}", i % KEYS)
 }
 
-/// Runs the scenario on each URL (default: `memory://` and a temporary sqlite file).
-pub async fn run(bus_urls: &[String], messages: u64) -> Result<Vec<ScenarioReport>> {
+/// Runs the scenario on each URL (default: `memory://`, a temporary sqlite file removed
+/// afterwards, and `kafka://BROKERS` when `brokers` is given).
+pub async fn run(bus_urls: &[String], brokers: Option<&str>, messages: u64) -> Result<Vec<ScenarioReport>> {
     let tmp = std::env::temp_dir().join(format!("onex-bench-publisher-{}", uuid::Uuid::new_v4().simple()));
     let urls: Vec<String> = if bus_urls.is_empty() {
         std::fs::create_dir_all(&tmp).map_err(|e| Error::config(format!("bench publisher: cannot create {}: {e}", tmp.display())))?;
-        vec!["memory://".to_string(), format!("sqlite://{}", tmp.join("bench.db").display())]
+        default_urls(&tmp, brokers)
     } else {
         bus_urls.to_vec()
     };
-    let mut reports = Vec::new();
-    for url in &urls {
-        let bus = onex_bus::connect(url).await?;
-        for concurrency in CONCURRENCY {
-            reports.extend(scenario(&bus, messages_for(bus.backend(), messages, concurrency), concurrency).await?);
+    let reports = async {
+        let mut reports = Vec::new();
+        for url in &urls {
+            let bus = onex_bus::connect(url).await?;
+            for concurrency in CONCURRENCY {
+                reports.extend(scenario(&bus, messages_for(bus.backend(), messages, concurrency), concurrency).await?);
+            }
+            bus.transport().close().await?;
         }
-        bus.transport().close().await?;
+        Ok(reports)
     }
+    .await;
+    // Removed whether the runs succeeded or not.
     let _ = std::fs::remove_dir_all(&tmp);
-    Ok(reports)
+    reports
+}
+
+/// The buses the scenario runs on when none are named: memory, a sqlite file in `dir`, and
+/// kafka when there are brokers.
+fn default_urls(dir: &std::path::Path, brokers: Option<&str>) -> Vec<String> {
+    let mut urls = vec!["memory://".to_string(), format!("sqlite://{}", dir.join("bench.db").display())];
+    urls.extend(brokers.map(|b| format!("kafka://{b}")));
+    urls
 }
 
 /// Messages per side. A broker acknowledges one lone publish in milliseconds (`acks=all`),
@@ -242,6 +256,13 @@ mod tests {
     }
 
     #[test]
+    fn the_default_buses_are_memory_a_sqlite_file_and_kafka_given_brokers() {
+        let dir = std::path::Path::new("/tmp/d");
+        assert_eq!(default_urls(dir, None), ["memory://", "sqlite:///tmp/d/bench.db"]);
+        assert_eq!(default_urls(dir, Some("h:9092")), ["memory://", "sqlite:///tmp/d/bench.db", "kafka://h:9092"]);
+    }
+
+    #[test]
     fn payload_is_256_bytes_of_json() {
         for i in [0, 7, 123_456] {
             let p = payload(i);
@@ -252,7 +273,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn reports_both_sides_of_the_same_run() {
-        let reports = run(&["memory://".to_string()], 2_000).await.unwrap();
+        let reports = run(&["memory://".to_string()], None, 2_000).await.unwrap();
         assert_eq!(reports.len(), 2 * CONCURRENCY.len());
         for r in &reports {
             assert!(
@@ -263,6 +284,6 @@ mod tests {
             assert_eq!((r.ours.count, r.baseline.count), (2_000, 2_000));
             assert!(r.ours.throughput > 0.0 && r.baseline.throughput > 0.0 && r.ratio > 0.0);
         }
-        assert!(run(&["carrier-pigeon://x".to_string()], 10).await.is_err());
+        assert!(run(&["carrier-pigeon://x".to_string()], None, 10).await.is_err());
     }
 }
